@@ -1,0 +1,74 @@
+//! Quick start: a tiny model federated over a synthetic non-IID task on the CPU.
+//!
+//! Every client labels the same clusters with its own permutation of the classes, so the
+//! clients conflict. The example trains the same adapters under pLoRA, FedAvg-LoRA and FFA-LoRA
+//! with the same seed and prints each client's personalised test accuracy.
+//!
+//! ```text
+//! cargo run --release --example quickstart
+//! ```
+
+use burn::backend::{Autodiff, Flex};
+use fedvlm::federated::{JsonlWriter, OptimizerConfig, ShareSpec};
+use fedvlm::synthetic::{SyntheticConfig, SyntheticModel, SyntheticTask};
+use fedvlm::{FedAvg, LoraConfig, Sharing, Simulation, SimulationConfig};
+
+type B = Autodiff<Flex>;
+
+fn main() -> fedvlm::Result<()> {
+    let device = Default::default();
+    let data = SyntheticConfig {
+        num_clients: 6,
+        train_per_client: 192,
+        ..SyntheticConfig::default()
+    };
+    let lora = LoraConfig::new(4, 8.0);
+    let config = SimulationConfig {
+        rounds: 10,
+        local_epochs: 3,
+        batch_size: 16,
+        lr: 1e-2,
+        optimizer: OptimizerConfig::default(),
+        progress: true,
+        ..SimulationConfig::default()
+    };
+    std::fs::create_dir_all("target/quickstart").map_err(|e| fedvlm::FedError::io("target/quickstart", e))?;
+
+    println!(
+        "{} clients with conflicting label permutations, {} rounds x {} local epochs, rank {}\n",
+        data.num_clients, config.rounds, config.local_epochs, lora.rank
+    );
+    let mut results = Vec::new();
+    for sharing in [Sharing::PLora, Sharing::FedAvgLora, Sharing::FfaLora] {
+        let task = SyntheticTask::<B>::new(data, &device)?;
+        let models = (0..data.num_clients)
+            .map(|k| SyntheticModel::new(&data, &lora, 1000 + k as u64, &device))
+            .collect::<fedvlm::Result<Vec<_>>>()?;
+        let mut sim = Simulation::new(
+            config.clone(),
+            ShareSpec::new(sharing),
+            task,
+            FedAvg::new(),
+            models,
+        )?;
+        let mut log = JsonlWriter::create(format!("target/quickstart/{sharing}.jsonl"))?;
+        let reports = sim.run(|report| log.write(report))?;
+        let last = reports.last().expect("at least one round");
+        let accuracies: Vec<f64> = last
+            .clients
+            .iter()
+            .map(|c| c.test.map_or(f64::NAN, |m| m.accuracy))
+            .collect();
+        let before = reports[0].mean_test.map_or(f64::NAN, |m| m.accuracy);
+        let after = last.mean_test.map_or(f64::NAN, |m| m.accuracy);
+        results.push((sharing, before, after, accuracies));
+    }
+
+    println!("{:<12} {:>8} {:>8}   per-client accuracy after the last round", "rule", "before", "after");
+    for (sharing, before, after, per_client) in results {
+        let per_client: Vec<String> = per_client.iter().map(|a| format!("{a:.2}")).collect();
+        println!("{:<12} {:>8.3} {:>8.3}   {}", sharing.name(), before, after, per_client.join(" "));
+    }
+    println!("\nper-round reports: target/quickstart/<rule>.jsonl");
+    Ok(())
+}

@@ -1,0 +1,52 @@
+//! Module paths: the names under which tensors travel (`layers.3.q_proj.lora_b`).
+
+use crate::lora::AdapterMatrix;
+
+/// The container type burn's module derive reports for [`crate::PersonalizedLora`].
+const ADAPTER_CONTAINER: &str = "Struct:PersonalizedLora";
+
+/// What a parameter is, as far as federation is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TensorRole {
+    /// `lora_a` or `lora_b` of a [`crate::PersonalizedLora`].
+    Adapter(AdapterMatrix),
+    /// Anything else (base weights, heads, norms...).
+    Other,
+}
+
+/// Follows burn's `enter_module` / `exit_module` calls to know the current parameter's path and
+/// whether it belongs to an adapter. Shared by every visitor and mapper of the crate.
+#[derive(Debug, Default, Clone)]
+pub struct PathTracker {
+    names: Vec<String>,
+    containers: Vec<String>,
+}
+
+impl PathTracker {
+    /// Called on `enter_module`.
+    pub fn enter(&mut self, name: &str, container_type: &str) {
+        self.names.push(name.to_string());
+        self.containers.push(container_type.to_string());
+    }
+
+    /// Called on `exit_module`.
+    pub fn exit(&mut self) {
+        self.names.pop();
+        self.containers.pop();
+    }
+
+    /// The dotted path of the current parameter.
+    pub fn path(&self) -> String {
+        self.names.join(".")
+    }
+
+    /// The role of the current parameter.
+    pub fn role(&self) -> TensorRole {
+        let in_adapter = self.containers.last().map(String::as_str) == Some(ADAPTER_CONTAINER);
+        match (in_adapter, self.names.last().map(String::as_str)) {
+            (true, Some("lora_a")) => TensorRole::Adapter(AdapterMatrix::A),
+            (true, Some("lora_b")) => TensorRole::Adapter(AdapterMatrix::B),
+            _ => TensorRole::Other,
+        }
+    }
+}

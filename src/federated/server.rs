@@ -1,0 +1,87 @@
+//! The server: holds the global shared tensors, validates updates, runs the strategy.
+
+use crate::error::{FedError, Result};
+use crate::federated::payload::Payload;
+use crate::federated::report::Rejection;
+use crate::strategy::Strategy;
+
+/// A client's contribution to a round: its shared tensors and example count (in the payload).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientUpdate {
+    /// The sending client.
+    pub client: usize,
+    /// Its shared tensors; `payload.num_examples` is FedAvg's weight.
+    pub payload: Payload,
+}
+
+/// The global state and the strategy that advances it.
+#[derive(Debug, Clone)]
+pub struct Server<S> {
+    global: Payload,
+    strategy: S,
+}
+
+impl<S: Strategy> Server<S> {
+    /// Starts from `initial` (usually the shared tensors of one freshly built client).
+    pub fn new(initial: Payload, strategy: S) -> Result<Self> {
+        initial.check_finite()?;
+        Ok(Self {
+            global: initial,
+            strategy,
+        })
+    }
+
+    /// The current global shared tensors.
+    pub fn global(&self) -> &Payload {
+        &self.global
+    }
+
+    /// The strategy.
+    pub fn strategy(&self) -> &S {
+        &self.strategy
+    }
+
+    /// Replaces the global state (used when resuming from a checkpoint).
+    pub fn set_global(&mut self, global: Payload) -> Result<()> {
+        global.check_matches(&self.global)?;
+        self.global = global;
+        Ok(())
+    }
+
+    /// Checks an update against the global state: same tensor names and shapes, finite values.
+    pub fn validate(&self, update: &ClientUpdate) -> Result<()> {
+        update
+            .payload
+            .check_matches(&self.global)
+            .map_err(|source| FedError::RejectedUpdate {
+                client: update.client,
+                source,
+            })
+    }
+
+    /// Validates every update, aggregates the accepted ones into the new global state and
+    /// returns the rejections. With no accepted update, or if the strategy fails or produces a
+    /// non-finite value, the global state stays as it was (the error is returned in the last
+    /// case).
+    pub fn aggregate(&mut self, round: u64, updates: Vec<ClientUpdate>) -> Result<Vec<Rejection>> {
+        let mut accepted = Vec::with_capacity(updates.len());
+        let mut rejected = Vec::new();
+        for update in updates {
+            match self.validate(&update) {
+                Ok(()) => accepted.push(update),
+                Err(error) => rejected.push(Rejection {
+                    client: update.client,
+                    reason: error.to_string(),
+                }),
+            }
+        }
+        if accepted.is_empty() {
+            return Ok(rejected);
+        }
+        let next = self.strategy.aggregate(round, &self.global, &accepted)?;
+        next.check_matches(&self.global)?;
+        self.global = next;
+        self.global.round = round;
+        Ok(rejected)
+    }
+}

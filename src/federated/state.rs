@@ -1,0 +1,212 @@
+//! Reading the federated state out of any burn module and writing a received one back.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use burn::module::{ModuleMapper, ModuleVisitor, Param};
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use serde::{Deserialize, Serialize};
+
+use super::path::{PathTracker, TensorRole};
+use super::payload::{Payload, PayloadError, TensorValues};
+use crate::lora::Sharing;
+
+/// Which tensors of a model travel: the adapters' matrices as the [`Sharing`] rule says, plus
+/// any other parameter whose path starts with one of `also_shared` (for example a new
+/// classification head that every client trains and averages).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ShareSpec {
+    /// The adapter sharing rule.
+    pub sharing: Sharing,
+    /// Path prefixes (`"head"`, `"classifier.3"`) of non-adapter parameters that are shared.
+    pub also_shared: Vec<String>,
+}
+
+impl ShareSpec {
+    /// Shares only what `sharing` says of the adapters.
+    pub fn new(sharing: Sharing) -> Self {
+        Self {
+            sharing,
+            also_shared: Vec::new(),
+        }
+    }
+
+    /// Adds a path prefix of non-adapter parameters to share.
+    pub fn also_share(mut self, prefix: impl Into<String>) -> Self {
+        self.also_shared.push(prefix.into());
+        self
+    }
+
+    /// Whether the parameter at `path` with `role` travels.
+    pub fn is_shared(&self, path: &str, role: TensorRole) -> bool {
+        match role {
+            TensorRole::Adapter(matrix) => self.sharing.shares(matrix),
+            TensorRole::Other => self.matches_extra(path),
+        }
+    }
+
+    /// Whether the parameter is part of a client's federated state at all: every adapter matrix
+    /// and every shared extra parameter. What a checkpoint of a client saves.
+    pub fn is_client_state(&self, path: &str, role: TensorRole) -> bool {
+        matches!(role, TensorRole::Adapter(_)) || self.matches_extra(path)
+    }
+
+    fn matches_extra(&self, path: &str) -> bool {
+        self.also_shared.iter().any(|prefix| {
+            path == prefix
+                || (path.starts_with(prefix.as_str())
+                    && path.as_bytes().get(prefix.len()) == Some(&b'.'))
+        })
+    }
+}
+
+/// Collects the tensors `spec` shares from `module` (keyed by module path) into a payload.
+/// Private tensors never enter it.
+pub fn collect_shared<B: Backend, M: Module<B>>(module: &M, spec: &ShareSpec) -> Payload {
+    collect_where(module, |path, role| spec.is_shared(path, role))
+}
+
+/// Collects every adapter matrix and every shared extra parameter: a client's whole federated
+/// state, shared and private (used by checkpoints).
+pub fn collect_client_state<B: Backend, M: Module<B>>(module: &M, spec: &ShareSpec) -> Payload {
+    collect_where(module, |path, role| spec.is_client_state(path, role))
+}
+
+/// Collects the float parameters for which `keep(path, role)` holds.
+pub fn collect_where<B: Backend, M: Module<B>>(
+    module: &M,
+    keep: impl Fn(&str, TensorRole) -> bool,
+) -> Payload {
+    let mut collector = Collector {
+        path: PathTracker::default(),
+        keep,
+        tensors: BTreeMap::new(),
+    };
+    module.visit(&mut collector);
+    Payload {
+        round: 0,
+        num_examples: 0,
+        tensors: collector.tensors,
+    }
+}
+
+struct Collector<F> {
+    path: PathTracker,
+    keep: F,
+    tensors: BTreeMap<String, TensorValues>,
+}
+
+impl<B: Backend, F: Fn(&str, TensorRole) -> bool> ModuleVisitor<B> for Collector<F> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let path = self.path.path();
+        if !(self.keep)(&path, self.path.role()) {
+            return;
+        }
+        let tensor = param.val();
+        let shape = tensor.dims().to_vec();
+        let values = tensor
+            .into_data()
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .unwrap_or_default();
+        self.tensors.insert(path, TensorValues { shape, values });
+    }
+}
+
+/// Shapes of every float parameter of `module`, by path.
+pub fn parameter_shapes<B: Backend, M: Module<B>>(module: &M) -> BTreeMap<String, Vec<usize>> {
+    struct Shapes {
+        path: PathTracker,
+        shapes: BTreeMap<String, Vec<usize>>,
+    }
+    impl<B: Backend> ModuleVisitor<B> for Shapes {
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            self.path.enter(name, container_type);
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.exit();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            self.shapes.insert(self.path.path(), param.lazy_shape().to_vec());
+        }
+    }
+    let mut shapes = Shapes {
+        path: PathTracker::default(),
+        shapes: BTreeMap::new(),
+    };
+    module.visit(&mut shapes);
+    shapes.shapes
+}
+
+/// Writes the payload's tensors into `module`, replacing the values at the same paths.
+///
+/// Every parameter keeps its [`burn::module::ParamId`] and its `require_grad` flag, so an
+/// optimizer that the caller keeps across rounds still finds its state (Adam's moments) under
+/// the same ids, and trainable tensors stay trainable. The payload is checked first (every name
+/// must exist in the module with the same shape, every value finite); on error the module is
+/// returned unchanged inside the error path's caller, since nothing is written.
+pub fn apply_payload<B: Backend, M: Module<B>>(
+    module: M,
+    payload: &Payload,
+) -> Result<M, PayloadError> {
+    payload.check_finite()?;
+    let shapes = parameter_shapes::<B, M>(&module);
+    for (name, tensor) in &payload.tensors {
+        let shape = shapes
+            .get(name)
+            .ok_or_else(|| PayloadError::UnknownTensor(name.clone()))?;
+        if *shape != tensor.shape {
+            return Err(PayloadError::ShapeMismatch {
+                name: name.clone(),
+                expected: shape.clone(),
+                found: tensor.shape.clone(),
+            });
+        }
+    }
+    let mut writer = Writer {
+        path: PathTracker::default(),
+        payload,
+        written: BTreeSet::new(),
+    };
+    let module = module.map(&mut writer);
+    debug_assert_eq!(writer.written.len(), payload.tensors.len());
+    Ok(module)
+}
+
+struct Writer<'a> {
+    path: PathTracker,
+    payload: &'a Payload,
+    written: BTreeSet<String>,
+}
+
+impl<B: Backend> ModuleMapper<B> for Writer<'_> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let path = self.path.path();
+        let Some(tensor) = self.payload.tensors.get(&path) else {
+            return param;
+        };
+        self.written.insert(path);
+        let require_grad = param.is_require_grad();
+        let data = TensorData::new(tensor.values.clone(), tensor.shape.clone());
+        param.map(|old| {
+            let device = old.device();
+            Tensor::from_data(data, &device).set_require_grad(require_grad)
+        })
+    }
+}

@@ -1,0 +1,66 @@
+//! The trait a user implements for their own model and data.
+
+use burn::module::AutodiffModule;
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+
+use crate::error::Result;
+
+/// Which examples of a client (or of the shared test set) a batch comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Split {
+    /// The client's local training data.
+    Train,
+    /// The client's own held-out data: the personalised figure the paper reports.
+    Test,
+    /// A test set common to every client (optional; the client index is then ignored).
+    GlobalTest,
+}
+
+/// Summed loss and predictions of one evaluation batch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EvalBatch {
+    /// Sum of per-example (or per-token) losses.
+    pub loss_sum: f64,
+    /// Number of losses summed.
+    pub loss_count: usize,
+    /// Predicted classes (or tokens), padding already removed.
+    pub predictions: Vec<usize>,
+    /// True classes (or tokens), aligned with `predictions`.
+    pub targets: Vec<usize>,
+}
+
+/// A federated learning problem: the clients' data and how a model is trained and scored on it.
+///
+/// The simulation owns the federated plumbing (sampling, payloads, aggregation, optimiser
+/// steps, shuffling, metrics); the task only turns a batch of example indices into a loss or
+/// into predictions. Indices are local to a client and split: `0..num_examples(client, split)`.
+pub trait FederatedTask<B: AutodiffBackend> {
+    /// The model, containing [`crate::PersonalizedLora`] layers.
+    type Model: AutodiffModule<B>;
+
+    /// Number of clients.
+    fn num_clients(&self) -> usize;
+
+    /// Number of classes (or vocabulary size) for the metrics.
+    fn num_classes(&self) -> usize;
+
+    /// Examples of `client` in `split` (for [`Split::GlobalTest`] the client is ignored; return
+    /// 0 when there is no global test set).
+    fn num_examples(&self, client: usize, split: Split) -> usize;
+
+    /// The device the models and batches live on.
+    fn device(&self) -> B::Device;
+
+    /// The mean training loss of `model` on the examples `batch` of `client`'s training split.
+    fn loss(&self, model: &Self::Model, client: usize, batch: &[usize]) -> Result<Tensor<B, 1>>;
+
+    /// Scores `model` (without autodiff) on the examples `batch` of `client`'s `split`.
+    fn evaluate(
+        &self,
+        model: &<Self::Model as AutodiffModule<B>>::InnerModule,
+        client: usize,
+        split: Split,
+        batch: &[usize],
+    ) -> Result<EvalBatch>;
+}

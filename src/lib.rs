@@ -1,0 +1,51 @@
+//! # fedvlm
+//!
+//! Federated, personalised, parameter-efficient fine-tuning on [burn](https://burn.dev).
+//!
+//! **pLoRA** (the FedVLM paper) adds a low-rank update `(alpha/r) B A` to frozen weights; each
+//! client keeps its `A` private and shares only `B`, which the server averages, so clients
+//! share what generalises and keep what personalises. This crate provides the adapter layer
+//! ([`PersonalizedLora`]), the sharing rules it is compared with ([`Sharing`]), aggregation
+//! strategies ([`FedAvg`], [`FedProx`], [`strategy::FedAdam`], [`strategy::FedYogi`]), a
+//! self-describing payload format, a simulation runner over K clients, partitioners and metrics.
+//!
+//! Where each concern lives:
+//! * [`lora`]: the adapter layer, its config, and **the sharing rule** ([`lora::Sharing`]).
+//! * [`federated`]: payloads, collecting/applying shared tensors, the server, the task trait,
+//!   the simulation, reports and checkpoints.
+//! * [`strategy`]: server-side aggregation.
+//! * [`partition`]: splitting a dataset over clients.
+//! * [`metrics`]: accuracy, macro precision/recall/F1, loss.
+//!
+//! ```
+//! use burn::backend::{Autodiff, Flex};
+//! use burn::nn::LinearConfig;
+//! use fedvlm::federated::{collect_shared, ShareSpec};
+//! use fedvlm::{LoraConfig, PersonalizedLora, Sharing};
+//!
+//! type B = Autodiff<Flex>;
+//! let device = Default::default();
+//! let base = LinearConfig::new(16, 8).init::<B>(&device);
+//! let layer = PersonalizedLora::from_linear(base, &LoraConfig::paper(), 7)?;
+//!
+//! // pLoRA: only B travels.
+//! let payload = collect_shared(&layer, &ShareSpec::new(Sharing::PLora));
+//! assert_eq!(payload.names().collect::<Vec<_>>(), ["lora_b"]);
+//! assert_eq!(payload.tensors["lora_b"].shape, [8, 4]);
+//! # Ok::<(), fedvlm::FedError>(())
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod federated;
+pub mod lora;
+pub mod metrics;
+pub mod partition;
+pub mod strategy;
+pub mod synthetic;
+
+pub use error::{FedError, Result};
+pub use federated::{FederatedTask, Simulation, SimulationConfig};
+pub use lora::{LoraConfig, PersonalizedLora, Sharing};
+pub use strategy::{FedAvg, FedProx, Strategy};

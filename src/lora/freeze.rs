@@ -1,0 +1,66 @@
+//! Applying a [`Sharing`] rule's trainability to every adapter of a model.
+
+use burn::module::{ModuleMapper, Param};
+use burn::prelude::*;
+
+use super::layer::set_trainable;
+use super::{AdapterMatrix, Sharing};
+use crate::federated::path::{PathTracker, TensorRole};
+
+/// Sets `require_grad` of every adapter matrix of `module` as `sharing` says (FFA-LoRA freezes
+/// `A`); base weights stay frozen. Other parameters of the model are left as they are.
+pub fn apply_sharing<B: Backend, M: Module<B>>(module: M, sharing: Sharing) -> M {
+    let mut mapper = TrainabilityMapper {
+        path: PathTracker::default(),
+        rule: Box::new(move |role| match role {
+            TensorRole::Adapter(matrix) => Some(sharing.trains(matrix)),
+            TensorRole::Other => None,
+        }),
+    };
+    module.map(&mut mapper)
+}
+
+/// Freezes every parameter of `module` except the adapter matrices (whose trainability is then
+/// set by [`apply_sharing`]). Use it on a pre-trained backbone after inserting adapters.
+pub fn freeze_all<B: Backend, M: Module<B>>(module: M, sharing: Sharing) -> M {
+    let mut mapper = TrainabilityMapper {
+        path: PathTracker::default(),
+        rule: Box::new(move |role| match role {
+            TensorRole::Adapter(matrix) => Some(sharing.trains(matrix)),
+            TensorRole::Other => Some(false),
+        }),
+    };
+    module.map(&mut mapper)
+}
+
+struct TrainabilityMapper {
+    path: PathTracker,
+    rule: Box<dyn Fn(TensorRole) -> Option<bool>>,
+}
+
+impl<B: Backend> ModuleMapper<B> for TrainabilityMapper {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        match (self.rule)(self.path.role()) {
+            Some(trainable) => set_trainable(param, trainable),
+            None => param,
+        }
+    }
+}
+
+impl TensorRole {
+    /// The adapter matrix this role names, if any.
+    pub fn adapter(self) -> Option<AdapterMatrix> {
+        match self {
+            TensorRole::Adapter(m) => Some(m),
+            TensorRole::Other => None,
+        }
+    }
+}
