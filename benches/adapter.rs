@@ -94,15 +94,15 @@ fn bench_forward(c: &mut Criterion) {
 }
 
 /// The bare layer with its bias frozen, so only the weight's gradient is computed.
-fn trainable_linear(device: &<Train as Backend>::Device) -> Linear<Train> {
-    let mut linear = base_linear::<Train>(device);
+fn trainable_linear() -> Linear<Train> {
+    let mut linear = base_linear::<Train>(&Default::default());
     linear.bias = linear.bias.map(|b| b.set_require_grad(false));
     linear
 }
 
 fn bench_backward(c: &mut Criterion, name: &str, input_grad: bool) {
     let device = Default::default();
-    let linear = trainable_linear(&device);
+    let linear = trainable_linear();
     let lora = adapter::<Train>(&device);
     let x = input::<Train>(&device).set_require_grad(input_grad);
 

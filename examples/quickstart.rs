@@ -6,14 +6,19 @@
 //!
 //! ```text
 //! cargo run --release --example quickstart
+//! cargo run --release --example quickstart --features cuda   # on an NVIDIA GPU
 //! ```
 
-use burn::backend::{Autodiff, Flex};
+use burn::backend::Autodiff;
 use fedvlm::federated::{JsonlWriter, OptimizerConfig, ShareSpec};
 use fedvlm::synthetic::{SyntheticConfig, SyntheticModel, SyntheticTask};
 use fedvlm::{FedAvg, LoraConfig, Sharing, Simulation, SimulationConfig};
 
-type B = Autodiff<Flex>;
+/// CPU by default; `--features cuda` runs on the GPU.
+#[cfg(not(feature = "cuda"))]
+type B = Autodiff<burn::backend::Flex>;
+#[cfg(feature = "cuda")]
+type B = Autodiff<burn::backend::Cuda>;
 
 fn main() -> fedvlm::Result<()> {
     let device = Default::default();
@@ -32,7 +37,8 @@ fn main() -> fedvlm::Result<()> {
         progress: true,
         ..SimulationConfig::default()
     };
-    std::fs::create_dir_all("target/quickstart").map_err(|e| fedvlm::FedError::io("target/quickstart", e))?;
+    std::fs::create_dir_all("target/quickstart")
+        .map_err(|e| fedvlm::FedError::io("target/quickstart", e))?;
 
     println!(
         "{} clients with conflicting label permutations, {} rounds x {} local epochs, rank {}\n",
@@ -64,10 +70,19 @@ fn main() -> fedvlm::Result<()> {
         results.push((sharing, before, after, accuracies));
     }
 
-    println!("{:<12} {:>8} {:>8}   per-client accuracy after the last round", "rule", "before", "after");
+    println!(
+        "{:<12} {:>8} {:>8}   per-client accuracy after the last round",
+        "rule", "before", "after"
+    );
     for (sharing, before, after, per_client) in results {
         let per_client: Vec<String> = per_client.iter().map(|a| format!("{a:.2}")).collect();
-        println!("{:<12} {:>8.3} {:>8.3}   {}", sharing.name(), before, after, per_client.join(" "));
+        println!(
+            "{:<12} {:>8.3} {:>8.3}   {}",
+            sharing.name(),
+            before,
+            after,
+            per_client.join(" ")
+        );
     }
     println!("\nper-round reports: target/quickstart/<rule>.jsonl");
     Ok(())

@@ -49,3 +49,8 @@ pub use error::{FedError, Result};
 pub use federated::{FederatedTask, Simulation, SimulationConfig};
 pub use lora::{LoraConfig, PersonalizedLora, Sharing};
 pub use strategy::{FedAvg, FedProx, Strategy};
+
+/// The README's code blocks, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

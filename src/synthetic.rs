@@ -120,7 +120,8 @@ fn seeded_linear<B: Backend>(
     device: &B::Device,
 ) -> Linear<B> {
     let bound = 1.0 / (d_in as f32).sqrt();
-    let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-bound..bound)).collect() };
+    let mut draw =
+        |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-bound..bound)).collect() };
     let weight = Tensor::from_data(TensorData::new(draw(d_in * d_out), [d_in, d_out]), device);
     let bias = Tensor::from_data(TensorData::new(draw(d_out), [d_out]), device);
     let mut linear = LinearConfig::new(d_in, d_out).init::<B>(device);
@@ -128,6 +129,9 @@ fn seeded_linear<B: Backend>(
     linear.bias = Some(Param::from_tensor(bias));
     linear
 }
+
+/// Inputs `[N, input_dim]`, labels as a tensor `[N]`, and the same labels on the host.
+pub type SyntheticBatch<B> = (Tensor<B, 2>, Tensor<B, 1, Int>, Vec<usize>);
 
 impl<B: Backend> SyntheticTask<B> {
     /// Generates every client's data.
@@ -139,10 +143,14 @@ impl<B: Backend> SyntheticTask<B> {
             ));
         }
         if !(config.noise.is_finite() && config.noise >= 0.0) {
-            return Err(FedError::config("noise", format!("must be >= 0, got {}", config.noise)));
+            return Err(FedError::config(
+                "noise",
+                format!("must be >= 0, got {}", config.noise),
+            ));
         }
         let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[config.seed, 11]));
-        let unit = Normal::new(0.0f32, 1.0).map_err(|e| FedError::config("noise", e.to_string()))?;
+        let unit =
+            Normal::new(0.0f32, 1.0).map_err(|e| FedError::config("noise", e.to_string()))?;
         let centres: Vec<f32> = (0..config.num_classes * config.input_dim)
             .map(|_| unit.sample(&mut rng))
             .collect();
@@ -192,7 +200,7 @@ impl<B: Backend> SyntheticTask<B> {
         split: Split,
         batch: &[usize],
         device: &BB::Device,
-    ) -> Result<(Tensor<BB, 2>, Tensor<BB, 1, Int>, Vec<usize>)> {
+    ) -> Result<SyntheticBatch<BB>> {
         let data = self
             .clients
             .get(client)

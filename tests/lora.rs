@@ -150,4 +150,3 @@ fn sharing_table() {
     }
     assert!("nope".parse::<Sharing>().is_err());
 }
-

@@ -53,7 +53,10 @@ fn each_rule_sends_exactly_its_shared_tensors() {
     let cases = [
         (Sharing::PLora, vec![b(0, 6), b(1, 5)]),
         (Sharing::FfaLora, vec![b(0, 6), b(1, 5)]),
-        (Sharing::FedAvgLora, vec![a(0, 8), b(0, 6), a(1, 6), b(1, 5)]),
+        (
+            Sharing::FedAvgLora,
+            vec![a(0, 8), b(0, 6), a(1, 6), b(1, 5)],
+        ),
         (Sharing::FedSaLora, vec![a(0, 8), a(1, 6)]),
     ];
     for (rule, mut expected) in cases {
@@ -74,10 +77,18 @@ fn each_rule_sends_exactly_its_shared_tensors() {
 fn extra_shared_prefix_adds_the_head_only() {
     let model = net(1);
     let spec = ShareSpec::new(Sharing::PLora).also_share("head");
-    let names: Vec<String> = collect_shared(&model, &spec).names().map(String::from).collect();
+    let names: Vec<String> = collect_shared(&model, &spec)
+        .names()
+        .map(String::from)
+        .collect();
     assert_eq!(
         names,
-        ["head.bias", "head.weight", "layers.0.lora_b", "layers.1.lora_b"]
+        [
+            "head.bias",
+            "head.weight",
+            "layers.0.lora_b",
+            "layers.1.lora_b"
+        ]
     );
     // A prefix matches whole path segments only.
     let spec = ShareSpec::new(Sharing::PLora).also_share("hea");
@@ -116,7 +127,7 @@ fn round_trips_in_every_precision() {
         }
         // 24 values: data bytes plus an 8-byte length and a header padded to 8 bytes.
         let data = 24 * dtype.size();
-        assert!(bytes.len() > data + 8 && (bytes.len() - data) % 8 == 0);
+        assert!(bytes.len() > data + 8 && (bytes.len() - data).is_multiple_of(8));
     }
     let f32_len = payload.to_bytes(WireDtype::F32).unwrap().len();
     let f16_len = payload.to_bytes(WireDtype::F16).unwrap().len();
@@ -126,18 +137,31 @@ fn round_trips_in_every_precision() {
 #[test]
 fn receipt_validates_the_bytes() {
     let bytes = sample_payload().to_bytes(WireDtype::F32).unwrap();
-    assert!(matches!(Payload::from_bytes(&bytes[..bytes.len() - 3]), Err(PayloadError::Malformed(_))));
-    assert!(matches!(Payload::from_bytes(b"garbage"), Err(PayloadError::Malformed(_))));
+    assert!(matches!(
+        Payload::from_bytes(&bytes[..bytes.len() - 3]),
+        Err(PayloadError::Malformed(_))
+    ));
+    assert!(matches!(
+        Payload::from_bytes(b"garbage"),
+        Err(PayloadError::Malformed(_))
+    ));
 
     // A safetensors file that is not a fedvlm payload.
     let data = [0u8; 8];
-    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2], &data).unwrap();
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2], &data).unwrap();
     let foreign = safetensors::serialize([("w", view)], None).unwrap();
-    assert!(matches!(Payload::from_bytes(&foreign), Err(PayloadError::WrongFormat(None))));
+    assert!(matches!(
+        Payload::from_bytes(&foreign),
+        Err(PayloadError::WrongFormat(None))
+    ));
 
     // Another version.
     let needle = b"\"version\":\"1\"";
-    let at = bytes.windows(needle.len()).position(|w| w == needle).unwrap();
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap();
     let mut other = bytes.clone();
     other[at + needle.len() - 2] = b'9';
     assert!(matches!(
@@ -149,7 +173,10 @@ fn receipt_validates_the_bytes() {
     let mut bad = sample_payload();
     bad.tensors.get_mut("x.lora_b").unwrap().values[5] = f32::NAN;
     let bytes = bad.to_bytes(WireDtype::F32).unwrap();
-    assert!(matches!(Payload::from_bytes(&bytes), Err(PayloadError::NonFinite { .. })));
+    assert!(matches!(
+        Payload::from_bytes(&bytes),
+        Err(PayloadError::NonFinite { .. })
+    ));
 }
 
 #[test]
@@ -169,7 +196,11 @@ fn applying_keeps_ids_and_trainability_and_leaves_private_tensors() {
     assert!(!layer.weight.is_require_grad());
     let b: Vec<f32> = layer.lora_b.val().to_data().to_vec().unwrap();
     assert_eq!(b[0], 0.5);
-    assert_eq!(layer.lora_a.val().to_data(), a_before, "private A must not change");
+    assert_eq!(
+        layer.lora_a.val().to_data(),
+        a_before,
+        "private A must not change"
+    );
     // The received B still trains.
     let x = burn::tensor::Tensor::<B, 2>::ones([1, 8], &Default::default());
     let grads = layer.forward(x).sum().backward();
@@ -201,5 +232,8 @@ fn applying_a_bad_payload_is_refused() {
 
     let mut nan = good;
     nan.tensors.get_mut("layers.1.lora_b").unwrap().values[0] = f32::INFINITY;
-    assert!(matches!(apply_payload(model, &nan), Err(PayloadError::NonFinite { .. })));
+    assert!(matches!(
+        apply_payload(model, &nan),
+        Err(PayloadError::NonFinite { .. })
+    ));
 }

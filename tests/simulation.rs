@@ -2,9 +2,13 @@
 //! claim in miniature.
 
 use burn::backend::{Autodiff, Flex};
-use fedvlm::federated::{JsonlWriter, RoundReport, ShareSpec, WireDtype, collect_shared, collect_where};
+use fedvlm::federated::{
+    JsonlWriter, RoundReport, ShareSpec, WireDtype, collect_shared, collect_where,
+};
 use fedvlm::synthetic::{SyntheticConfig, SyntheticModel, SyntheticTask};
-use fedvlm::{FedAvg, FedError, FedProx, LoraConfig, Sharing, Simulation, SimulationConfig, Strategy};
+use fedvlm::{
+    FedAvg, FedError, FedProx, LoraConfig, Sharing, Simulation, SimulationConfig, Strategy,
+};
 
 type B = Autodiff<Flex>;
 
@@ -13,7 +17,9 @@ type B = Autodiff<Flex>;
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn data(num_clients: usize) -> SyntheticConfig {
@@ -62,7 +68,10 @@ fn after_a_round_participants_hold_the_global_b_and_keep_their_own_a() {
     let _serial = serial();
     let mut sim = simulation(
         data(3),
-        SimulationConfig { fraction: 0.67, ..config(1) },
+        SimulationConfig {
+            fraction: 0.67,
+            ..config(1)
+        },
         Sharing::PLora,
         FedAvg::new(),
     );
@@ -76,10 +85,21 @@ fn after_a_round_participants_hold_the_global_b_and_keep_their_own_a() {
     let global = &sim.server().global().tensors["head.lora_b"].values;
     assert!(global.iter().any(|v| *v != 0.0), "B must have trained");
     for &k in &sampled {
-        assert_eq!(&adapter(&sim, k, "head.lora_b"), global, "client {k} holds the global B");
-        assert_ne!(adapter(&sim, k, "head.lora_a"), initial_a[k], "client {k} trained its A");
+        assert_eq!(
+            &adapter(&sim, k, "head.lora_b"),
+            global,
+            "client {k} holds the global B"
+        );
+        assert_ne!(
+            adapter(&sim, k, "head.lora_a"),
+            initial_a[k],
+            "client {k} trained its A"
+        );
     }
-    assert_ne!(adapter(&sim, sampled[0], "head.lora_a"), adapter(&sim, sampled[1], "head.lora_a"));
+    assert_ne!(
+        adapter(&sim, sampled[0], "head.lora_a"),
+        adapter(&sim, sampled[1], "head.lora_a")
+    );
     // The client that sat out keeps its own A (and its untouched B).
     assert_eq!(adapter(&sim, out, "head.lora_a"), initial_a[out]);
     assert!(adapter(&sim, out, "head.lora_b").iter().all(|v| *v == 0.0));
@@ -92,13 +112,25 @@ fn fedavg_lora_synchronises_a_and_fedsa_keeps_b() {
     let _serial = serial();
     let mut sim = simulation(data(2), config(1), Sharing::FedAvgLora, FedAvg::new());
     sim.run_one_round().unwrap();
-    assert_eq!(adapter(&sim, 0, "head.lora_a"), adapter(&sim, 1, "head.lora_a"));
-    assert_eq!(adapter(&sim, 0, "head.lora_b"), adapter(&sim, 1, "head.lora_b"));
+    assert_eq!(
+        adapter(&sim, 0, "head.lora_a"),
+        adapter(&sim, 1, "head.lora_a")
+    );
+    assert_eq!(
+        adapter(&sim, 0, "head.lora_b"),
+        adapter(&sim, 1, "head.lora_b")
+    );
 
     let mut sim = simulation(data(2), config(1), Sharing::FedSaLora, FedAvg::new());
     sim.run_one_round().unwrap();
-    assert_eq!(adapter(&sim, 0, "head.lora_a"), adapter(&sim, 1, "head.lora_a"));
-    assert_ne!(adapter(&sim, 0, "head.lora_b"), adapter(&sim, 1, "head.lora_b"));
+    assert_eq!(
+        adapter(&sim, 0, "head.lora_a"),
+        adapter(&sim, 1, "head.lora_a")
+    );
+    assert_ne!(
+        adapter(&sim, 0, "head.lora_b"),
+        adapter(&sim, 1, "head.lora_b")
+    );
 }
 
 #[test]
@@ -107,7 +139,10 @@ fn recorded_bytes_equal_serialised_sizes() {
     for dtype in [WireDtype::F32, WireDtype::F16] {
         let mut sim = simulation(
             data(2),
-            SimulationConfig { wire_dtype: dtype, ..config(2) },
+            SimulationConfig {
+                wire_dtype: dtype,
+                ..config(2)
+            },
             Sharing::PLora,
             FedAvg::new(),
         );
@@ -137,23 +172,38 @@ fn same_seed_gives_identical_reports() {
     let run = || {
         let mut sim = simulation(
             data(3),
-            SimulationConfig { fraction: 0.67, ..config(2) },
+            SimulationConfig {
+                fraction: 0.67,
+                ..config(2)
+            },
             Sharing::PLora,
             FedAvg::new(),
         );
         let reports = sim.run(|_| Ok(())).unwrap();
-        reports.iter().map(RoundReport::without_timings).collect::<Vec<_>>()
+        reports
+            .iter()
+            .map(RoundReport::without_timings)
+            .collect::<Vec<_>>()
     };
     let (a, b) = (run(), run());
     assert_eq!(a.len(), 3);
     assert_eq!(a, b);
     let mut sim = simulation(
         data(3),
-        SimulationConfig { fraction: 0.67, seed: 7, ..config(2) },
+        SimulationConfig {
+            fraction: 0.67,
+            seed: 7,
+            ..config(2)
+        },
         Sharing::PLora,
         FedAvg::new(),
     );
-    let other: Vec<_> = sim.run(|_| Ok(())).unwrap().iter().map(RoundReport::without_timings).collect();
+    let other: Vec<_> = sim
+        .run(|_| Ok(()))
+        .unwrap()
+        .iter()
+        .map(RoundReport::without_timings)
+        .collect();
     assert_ne!(a, other);
 }
 
@@ -161,11 +211,27 @@ fn same_seed_gives_identical_reports() {
 fn resumed_run_equals_uninterrupted_run() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = SimulationConfig { fraction: 0.67, ..config(3) };
+    let cfg = SimulationConfig {
+        fraction: 0.67,
+        ..config(3)
+    };
     let mut full = simulation(data(3), cfg.clone(), Sharing::PLora, FedAvg::new());
-    let expected: Vec<_> = full.run(|_| Ok(())).unwrap().iter().map(RoundReport::without_timings).collect();
+    let expected: Vec<_> = full
+        .run(|_| Ok(()))
+        .unwrap()
+        .iter()
+        .map(RoundReport::without_timings)
+        .collect();
 
-    let mut first = simulation(data(3), SimulationConfig { rounds: 1, ..cfg.clone() }, Sharing::PLora, FedAvg::new());
+    let mut first = simulation(
+        data(3),
+        SimulationConfig {
+            rounds: 1,
+            ..cfg.clone()
+        },
+        Sharing::PLora,
+        FedAvg::new(),
+    );
     let path = dir.path().join("metrics.jsonl");
     let mut log = JsonlWriter::create(&path).unwrap();
     first.run(|r| log.write(r)).unwrap();
@@ -177,12 +243,19 @@ fn resumed_run_equals_uninterrupted_run() {
     let mut log = JsonlWriter::append(&path).unwrap();
     resumed.run(|r| log.write(r)).unwrap();
     drop(log);
-    let got: Vec<_> = JsonlWriter::read_all(&path).unwrap().iter().map(RoundReport::without_timings).collect();
+    let got: Vec<_> = JsonlWriter::read_all(&path)
+        .unwrap()
+        .iter()
+        .map(RoundReport::without_timings)
+        .collect();
     assert_eq!(got, expected);
 
     // A checkpoint from another rule is refused.
     let mut other = simulation(data(3), config(3), Sharing::FedAvgLora, FedAvg::new());
-    assert!(matches!(other.resume(dir.path().join("ckpt")), Err(FedError::InvalidConfig { .. })));
+    assert!(matches!(
+        other.resume(dir.path().join("ckpt")),
+        Err(FedError::InvalidConfig { .. })
+    ));
 }
 
 #[test]
@@ -195,7 +268,10 @@ fn plora_beats_fedavg_lora_on_conflicting_clients() {
     };
     let plora = run(Sharing::PLora);
     let fedavg = run(Sharing::FedAvgLora);
-    assert!(plora > fedavg + 0.2, "pLoRA {plora:.3} vs FedAvg-LoRA {fedavg:.3}");
+    assert!(
+        plora > fedavg + 0.2,
+        "pLoRA {plora:.3} vs FedAvg-LoRA {fedavg:.3}"
+    );
     assert!(plora > 0.8, "pLoRA {plora:.3}");
 }
 
@@ -218,16 +294,29 @@ fn bad_settings_are_refused() {
     let d = data(2);
     let lora = LoraConfig::new(4, 8.0);
     let models = || -> Vec<SyntheticModel<B>> {
-        (0..2).map(|k| SyntheticModel::new(&d, &lora, k, &device).unwrap()).collect()
+        (0..2)
+            .map(|k| SyntheticModel::new(&d, &lora, k, &device).unwrap())
+            .collect()
     };
     let task = || SyntheticTask::<B>::new(d, &device).unwrap();
     let spec = ShareSpec::new(Sharing::PLora);
     for bad in [
-        SimulationConfig { fraction: 0.0, ..config(1) },
-        SimulationConfig { local_epochs: 0, ..config(1) },
-        SimulationConfig { lr: -1.0, ..config(1) },
+        SimulationConfig {
+            fraction: 0.0,
+            ..config(1)
+        },
+        SimulationConfig {
+            local_epochs: 0,
+            ..config(1)
+        },
+        SimulationConfig {
+            lr: -1.0,
+            ..config(1)
+        },
     ] {
-        let err = Simulation::new(bad, spec.clone(), task(), FedAvg::new(), models()).err().unwrap();
+        let err = Simulation::new(bad, spec.clone(), task(), FedAvg::new(), models())
+            .err()
+            .unwrap();
         assert!(matches!(err, FedError::InvalidConfig { .. }), "{err}");
     }
     let mut one = models();

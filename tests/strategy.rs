@@ -77,7 +77,10 @@ fn fedprox_term_and_gradient() {
     let spec = ShareSpec::new(Sharing::FedAvgLora);
     let mut global = collect_shared(&layer, &spec);
     for t in global.tensors.values_mut() {
-        t.values.iter_mut().enumerate().for_each(|(i, v)| *v += 0.1 * i as f32);
+        t.values
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v += 0.1 * i as f32);
     }
     let mu = 0.3;
     let anchor = ProxAnchor::<B>::new(&global, &device);
@@ -91,10 +94,20 @@ fn fedprox_term_and_gradient() {
         }
     }
     let got: f32 = term.clone().into_scalar();
-    assert!((got as f64 - mu / 2.0 * expected).abs() < 1e-5, "{got} vs {expected}");
+    assert!(
+        (got as f64 - mu / 2.0 * expected).abs() < 1e-5,
+        "{got} vs {expected}"
+    );
     // Gradient: mu * (w - g).
     let grads = term.backward();
-    let grad_a: Vec<f32> = layer.lora_a.val().grad(&grads).unwrap().to_data().to_vec().unwrap();
+    let grad_a: Vec<f32> = layer
+        .lora_a
+        .val()
+        .grad(&grads)
+        .unwrap()
+        .to_data()
+        .to_vec()
+        .unwrap();
     let w = &local.tensors["lora_a"].values;
     let g = &global.tensors["lora_a"].values;
     let expected: Vec<f32> = w.iter().zip(g).map(|(w, g)| mu as f32 * (w - g)).collect();
@@ -126,15 +139,28 @@ fn server_rejects_bad_updates_and_keeps_its_state() {
         missing,
     ];
     let rejected = server.aggregate(1, bad).unwrap();
-    assert_eq!(rejected.iter().map(|r| r.client).collect::<Vec<_>>(), [0, 1, 2, 3, 5]);
-    assert_eq!(values(server.global()), [1.0, 1.0], "global must stay as it was");
+    assert_eq!(
+        rejected.iter().map(|r| r.client).collect::<Vec<_>>(),
+        [0, 1, 2, 3, 5]
+    );
+    assert_eq!(
+        values(server.global()),
+        [1.0, 1.0],
+        "global must stay as it was"
+    );
 
     let err = server.validate(&update(9, &[1.0], 1)).unwrap_err();
-    assert!(matches!(err, FedError::RejectedUpdate { client: 9, .. }), "{err}");
+    assert!(
+        matches!(err, FedError::RejectedUpdate { client: 9, .. }),
+        "{err}"
+    );
 
     // A good update next to a bad one: only the good one counts.
     let rejected = server
-        .aggregate(2, vec![update(0, &[3.0, 5.0], 4), update(1, &[f32::NAN, 0.0], 4)])
+        .aggregate(
+            2,
+            vec![update(0, &[3.0, 5.0], 4), update(1, &[f32::NAN, 0.0], 4)],
+        )
         .unwrap();
     assert_eq!(rejected.len(), 1);
     assert_eq!(values(server.global()), [3.0, 5.0]);

@@ -3,10 +3,10 @@
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer, Sgd, SgdConfig};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer, Sgd, SgdConfig};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -178,7 +178,10 @@ impl SimulationConfig {
             return Err(FedError::config("batch_size", "must be at least 1"));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(FedError::config("lr", format!("must be positive, got {}", self.lr)));
+            return Err(FedError::config(
+                "lr",
+                format!("must be positive, got {}", self.lr),
+            ));
         }
         Ok(())
     }
@@ -451,7 +454,11 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
         if self.config.keep_optimizer_state {
             self.optimizers[k] = Some(optimizer);
         }
-        let mean = if loss_count > 0 { loss_sum / loss_count as f64 } else { 0.0 };
+        let mean = if loss_count > 0 {
+            loss_sum / loss_count as f64
+        } else {
+            0.0
+        };
         Ok((model, mean, n))
     }
 

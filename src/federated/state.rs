@@ -135,7 +135,8 @@ pub fn parameter_shapes<B: Backend, M: Module<B>>(module: &M) -> BTreeMap<String
             self.path.exit();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-            self.shapes.insert(self.path.path(), param.lazy_shape().to_vec());
+            self.shapes
+                .insert(self.path.path(), param.lazy_shape().to_vec());
         }
     }
     let mut shapes = Shapes {

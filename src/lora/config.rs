@@ -58,7 +58,10 @@ impl LoraConfig {
             return Err(FedError::config("rank", "must be at least 1"));
         }
         if !self.alpha.is_finite() {
-            return Err(FedError::config("alpha", format!("must be finite, got {}", self.alpha)));
+            return Err(FedError::config(
+                "alpha",
+                format!("must be finite, got {}", self.alpha),
+            ));
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(FedError::config(

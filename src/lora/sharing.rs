@@ -86,7 +86,9 @@ impl std::str::FromStr for Sharing {
             .ok_or_else(|| {
                 crate::FedError::config(
                     "sharing",
-                    format!("unknown rule `{s}` (expected plora, fedavg-lora, ffa-lora or fedsa-lora)"),
+                    format!(
+                        "unknown rule `{s}` (expected plora, fedavg-lora, ffa-lora or fedsa-lora)"
+                    ),
                 )
             })
     }

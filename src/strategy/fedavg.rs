@@ -39,7 +39,10 @@ impl FedAvg {
     /// The normalised weight of each update.
     pub fn weights(&self, updates: &[ClientUpdate]) -> Result<Vec<f64>> {
         if updates.is_empty() {
-            return Err(FedError::config("updates", "FedAvg needs at least one update"));
+            return Err(FedError::config(
+                "updates",
+                "FedAvg needs at least one update",
+            ));
         }
         let total: u64 = updates.iter().map(|u| u.payload.num_examples).sum();
         Ok(match self.weighting {

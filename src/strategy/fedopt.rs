@@ -71,7 +71,8 @@ fn adaptive_step(
                 SecondMoment::Adam => config.beta_2 * v[i] + (1.0 - config.beta_2) * d2,
                 SecondMoment::Yogi => v[i] - (1.0 - config.beta_2) * d2 * (v[i] - d2).signum(),
             };
-            avg.values[i] = (current[i] as f64 + config.eta * m[i] / (v[i].sqrt() + config.tau)) as f32;
+            avg.values[i] =
+                (current[i] as f64 + config.eta * m[i] / (v[i].sqrt() + config.tau)) as f32;
         }
     }
     out
@@ -112,7 +113,13 @@ macro_rules! server_optimizer {
                 updates: &[ClientUpdate],
             ) -> Result<Payload> {
                 let average = self.fedavg.aggregate(round, global, updates)?;
-                Ok(adaptive_step(&self.config, $kind, &mut self.moments, average, global))
+                Ok(adaptive_step(
+                    &self.config,
+                    $kind,
+                    &mut self.moments,
+                    average,
+                    global,
+                ))
             }
         }
     };

@@ -23,8 +23,12 @@ pub trait Strategy: Send {
 
     /// Aggregates `updates` (already validated against `global`: same names and shapes, finite
     /// values, at least one update) into the next global payload.
-    fn aggregate(&mut self, round: u64, global: &Payload, updates: &[ClientUpdate])
-    -> Result<Payload>;
+    fn aggregate(
+        &mut self,
+        round: u64,
+        global: &Payload,
+        updates: &[ClientUpdate],
+    ) -> Result<Payload>;
 
     /// The proximal coefficient `mu` clients add to their loss (`mu/2 ||w - w_global||^2`), if any.
     fn proximal_mu(&self) -> Option<f64> {
