@@ -58,7 +58,9 @@ fn main() -> fedvlm::Result<()> {
             models,
         )?;
         let mut log = JsonlWriter::create(format!("target/quickstart/{sharing}.jsonl"))?;
+        let started = std::time::Instant::now();
         let reports = sim.run(|report| log.write(report))?;
+        let seconds = started.elapsed().as_secs_f64();
         let last = reports.last().expect("at least one round");
         let accuracies: Vec<f64> = last
             .clients
@@ -67,20 +69,21 @@ fn main() -> fedvlm::Result<()> {
             .collect();
         let before = reports[0].mean_test.map_or(f64::NAN, |m| m.accuracy);
         let after = last.mean_test.map_or(f64::NAN, |m| m.accuracy);
-        results.push((sharing, before, after, accuracies));
+        results.push((sharing, before, after, accuracies, seconds));
     }
 
     println!(
-        "{:<12} {:>8} {:>8}   per-client accuracy after the last round",
-        "rule", "before", "after"
+        "{:<12} {:>8} {:>8} {:>8}   per-client accuracy after the last round",
+        "rule", "before", "after", "seconds"
     );
-    for (sharing, before, after, per_client) in results {
+    for (sharing, before, after, per_client, seconds) in results {
         let per_client: Vec<String> = per_client.iter().map(|a| format!("{a:.2}")).collect();
         println!(
-            "{:<12} {:>8.3} {:>8.3}   {}",
+            "{:<12} {:>8.3} {:>8.3} {:>8.2}   {}",
             sharing.name(),
             before,
             after,
+            seconds,
             per_client.join(" ")
         );
     }

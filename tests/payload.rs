@@ -189,7 +189,7 @@ fn applying_keeps_ids_and_trainability_and_leaves_private_tensors() {
     let a_before = receiver.layers[0].lora_a.val().to_data();
     let mut sent = payload.clone();
     sent.tensors.get_mut("layers.0.lora_b").unwrap().values[0] = 0.5;
-    let received = apply_payload(receiver, &sent).unwrap();
+    let received = apply_payload(&receiver, &sent).unwrap();
     let layer = &received.layers[0];
     assert_eq!((layer.lora_b.id, layer.lora_a.id), ids_before);
     assert!(layer.lora_b.is_require_grad());
@@ -216,7 +216,7 @@ fn applying_a_bad_payload_is_refused() {
     let t = unknown.tensors["layers.0.lora_b"].clone();
     unknown.tensors.insert("layers.7.lora_b".into(), t);
     assert!(matches!(
-        apply_payload(model.clone(), &unknown),
+        apply_payload(&model, &unknown),
         Err(PayloadError::UnknownTensor(name)) if name == "layers.7.lora_b"
     ));
 
@@ -226,14 +226,14 @@ fn applying_a_bad_payload_is_refused() {
         TensorValues::new("b", vec![2, 6], vec![0.0; 12]).unwrap(),
     );
     assert!(matches!(
-        apply_payload(model.clone(), &shape),
+        apply_payload(&model, &shape),
         Err(PayloadError::ShapeMismatch { .. })
     ));
 
     let mut nan = good;
     nan.tensors.get_mut("layers.1.lora_b").unwrap().values[0] = f32::INFINITY;
     assert!(matches!(
-        apply_payload(model, &nan),
+        apply_payload(&model, &nan),
         Err(PayloadError::NonFinite { .. })
     ));
 }

@@ -293,7 +293,7 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
             .clients
             .get(k)
             .ok_or_else(|| FedError::config("client", format!("no client {k}")))?;
-        Ok(apply_payload(model.clone(), self.server.global())?)
+        Ok(apply_payload(model, self.server.global())?)
     }
 
     /// The next round to run (1 for a fresh simulation).
@@ -379,7 +379,7 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
             let mut bytes_down = 0;
             if self.synced[k] != Some(download.round) {
                 let received = Payload::from_bytes(&down_bytes)?;
-                self.clients[k] = apply_payload(self.clients[k].clone(), &received)?;
+                self.clients[k] = apply_payload(&self.clients[k], &received)?;
                 self.synced[k] = Some(download.round);
                 bytes_down += down_bytes.len();
             }
@@ -403,7 +403,7 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
         let broadcast = self.server.global().to_bytes(dtype)?;
         let received = Payload::from_bytes(&broadcast)?;
         for &k in &sampled {
-            self.clients[k] = apply_payload(self.clients[k].clone(), &received)?;
+            self.clients[k] = apply_payload(&self.clients[k], &received)?;
             self.synced[k] = Some(self.server.global().round);
             if let Some(entry) = training.get_mut(&k) {
                 entry.3 += broadcast.len();
@@ -477,7 +477,7 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
             let personal = if round == 0 {
                 model.clone()
             } else {
-                apply_payload(model.clone(), &global)?
+                apply_payload(model, &global)?
             };
             let inner = personal.valid();
             let test = self.evaluate_split(&inner, k, Split::Test)?;
@@ -587,7 +587,7 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
         }
         let mut restored = Vec::with_capacity(self.clients.len());
         for (model, state) in self.clients.iter().zip(&checkpoint.clients) {
-            restored.push(apply_payload(model.clone(), state)?);
+            restored.push(apply_payload(model, state)?);
         }
         self.server.set_global(checkpoint.global)?;
         self.clients = restored;

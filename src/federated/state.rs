@@ -147,19 +147,20 @@ pub fn parameter_shapes<B: Backend, M: Module<B>>(module: &M) -> BTreeMap<String
     shapes.shapes
 }
 
-/// Writes the payload's tensors into `module`, replacing the values at the same paths.
+/// Returns a copy of `module` with the payload's tensors written at their paths; `module`
+/// itself is left untouched (copies share the buffers of every tensor not replaced, so this is
+/// cheap).
 ///
-/// Every parameter keeps its [`burn::module::ParamId`] and its `require_grad` flag, so an
-/// optimizer that the caller keeps across rounds still finds its state (Adam's moments) under
-/// the same ids, and trainable tensors stay trainable. The payload is checked first (every name
-/// must exist in the module with the same shape, every value finite); on error the module is
-/// returned unchanged inside the error path's caller, since nothing is written.
+/// Every replaced parameter keeps its [`burn::module::ParamId`] and its `require_grad` flag, so
+/// an optimiser kept across rounds still finds its state (Adam's moments) under the same ids,
+/// and trainable tensors stay trainable. The payload is checked first: every name must exist in
+/// the module with the same shape and every value must be finite, otherwise nothing is written.
 pub fn apply_payload<B: Backend, M: Module<B>>(
-    module: M,
+    module: &M,
     payload: &Payload,
 ) -> Result<M, PayloadError> {
     payload.check_finite()?;
-    let shapes = parameter_shapes::<B, M>(&module);
+    let shapes = parameter_shapes::<B, M>(module);
     for (name, tensor) in &payload.tensors {
         let shape = shapes
             .get(name)
@@ -177,7 +178,7 @@ pub fn apply_payload<B: Backend, M: Module<B>>(
         payload,
         written: BTreeSet::new(),
     };
-    let module = module.map(&mut writer);
+    let module = module.clone().map(&mut writer);
     debug_assert_eq!(writer.written.len(), payload.tensors.len());
     Ok(module)
 }
