@@ -2,8 +2,10 @@
 
 use thiserror::Error;
 
+use crate::data::DataError;
 use crate::federated::payload::PayloadError;
 use crate::metrics::MetricsError;
+use crate::models::WeightsError;
 use crate::partition::PartitionError;
 
 /// Every fallible operation of the crate returns this error.
@@ -38,6 +40,12 @@ pub enum FedError {
     /// Metrics received inconsistent inputs.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// A checkpoint could not be loaded into a model.
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    /// A dataset could not be read or downloaded.
+    #[error(transparent)]
+    Data(#[from] DataError),
     /// Reading or writing a file failed.
     #[error("i/o error on {path}: {source}")]
     Io {

@@ -37,10 +37,12 @@
 
 #![warn(missing_docs)]
 
+pub mod data;
 pub mod error;
 pub mod federated;
 pub mod lora;
 pub mod metrics;
+pub mod models;
 pub mod partition;
 pub mod strategy;
 pub mod synthetic;

@@ -237,3 +237,29 @@ fn applying_a_bad_payload_is_refused() {
         Err(PayloadError::NonFinite { .. })
     ));
 }
+
+#[derive(Module, Debug)]
+enum Dense<B: Backend> {
+    Plain(Linear<B>),
+    Lora(PersonalizedLora<B>),
+}
+
+#[derive(Module, Debug)]
+struct Switchable<B: Backend> {
+    fc: Dense<B>,
+}
+
+#[test]
+fn enum_variant_names_stay_out_of_paths() {
+    let device = Default::default();
+    let base = LinearConfig::new(4, 3).init::<B>(&device);
+    let lora = PersonalizedLora::from_linear(base, &LoraConfig::new(2, 2.0), 0).unwrap();
+    let model = Switchable {
+        fc: Dense::Lora(lora),
+    };
+    let names: Vec<String> = collect_shared(&model, &ShareSpec::new(Sharing::FedAvgLora))
+        .names()
+        .map(String::from)
+        .collect();
+    assert_eq!(names, ["fc.lora_a", "fc.lora_b"]);
+}

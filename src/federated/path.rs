@@ -16,22 +16,33 @@ pub enum TensorRole {
 
 /// Follows burn's `enter_module` / `exit_module` calls to know the current parameter's path and
 /// whether it belongs to an adapter. Shared by every visitor and mapper of the crate.
+///
+/// Enum variant names are left out of the path (as burn-store does), so a layer held in an
+/// enum such as `enum Dense { Plain(Linear), Lora(PersonalizedLora) }` under field `fc` has the
+/// paths `fc.weight` and `fc.lora_b` whichever variant it is.
 #[derive(Debug, Default, Clone)]
 pub struct PathTracker {
     names: Vec<String>,
     containers: Vec<String>,
+    in_path: Vec<bool>,
 }
 
 impl PathTracker {
     /// Called on `enter_module`.
     pub fn enter(&mut self, name: &str, container_type: &str) {
-        self.names.push(name.to_string());
+        let in_path = !container_type.starts_with("Enum:");
+        if in_path {
+            self.names.push(name.to_string());
+        }
+        self.in_path.push(in_path);
         self.containers.push(container_type.to_string());
     }
 
     /// Called on `exit_module`.
     pub fn exit(&mut self) {
-        self.names.pop();
+        if self.in_path.pop().unwrap_or(true) {
+            self.names.pop();
+        }
         self.containers.pop();
     }
 

@@ -1,0 +1,5 @@
+//! Datasets, downloads and preprocessing.
+
+mod error;
+
+pub use error::DataError;
