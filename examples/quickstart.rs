@@ -10,7 +10,9 @@
 //! ```
 
 use burn::backend::Autodiff;
-use fedvlm::federated::{JsonlWriter, OptimizerConfig, ShareSpec};
+use fedvlm::federated::{
+    JsonlWriter, LabelledRun, OptimizerConfig, ShareSpec, write_csv, write_svg_chart,
+};
 use fedvlm::synthetic::{SyntheticConfig, SyntheticModel, SyntheticTask};
 use fedvlm::{FedAvg, LoraConfig, Sharing, Simulation, SimulationConfig};
 
@@ -45,6 +47,7 @@ fn main() -> fedvlm::Result<()> {
         data.num_clients, config.rounds, config.local_epochs, lora.rank
     );
     let mut results = Vec::new();
+    let mut runs = Vec::new();
     for sharing in [Sharing::PLora, Sharing::FedAvgLora, Sharing::FfaLora] {
         let task = SyntheticTask::<B>::new(data, &device)?;
         let models = (0..data.num_clients)
@@ -59,7 +62,7 @@ fn main() -> fedvlm::Result<()> {
         )?;
         let mut log = JsonlWriter::create(format!("target/quickstart/{sharing}.jsonl"))?;
         let started = std::time::Instant::now();
-        let reports = sim.run(|report| log.write(report))?;
+        let reports = sim.run(|_, report| log.write(report))?;
         let seconds = started.elapsed().as_secs_f64();
         let last = reports.last().expect("at least one round");
         let accuracies: Vec<f64> = last
@@ -70,6 +73,7 @@ fn main() -> fedvlm::Result<()> {
         let before = reports[0].mean_test.map_or(f64::NAN, |m| m.accuracy);
         let after = last.mean_test.map_or(f64::NAN, |m| m.accuracy);
         results.push((sharing, before, after, accuracies, seconds));
+        runs.push((sharing.name(), reports));
     }
 
     println!(
@@ -87,6 +91,16 @@ fn main() -> fedvlm::Result<()> {
             per_client.join(" ")
         );
     }
-    println!("\nper-round reports: target/quickstart/<rule>.jsonl");
+    let labelled: Vec<LabelledRun> = runs
+        .iter()
+        .map(|(label, reports)| LabelledRun { label, reports })
+        .collect();
+    write_csv("target/quickstart/rounds.csv", &labelled)?;
+    write_svg_chart(
+        "target/quickstart/accuracy.svg",
+        "synthetic conflicting clients: pLoRA vs baselines",
+        &labelled,
+    )?;
+    println!("\nper-round reports: target/quickstart/<rule>.jsonl, rounds.csv, accuracy.svg");
     Ok(())
 }

@@ -39,6 +39,7 @@
 
 pub mod data;
 pub mod error;
+pub mod experiments;
 pub mod federated;
 pub mod lora;
 pub mod metrics;

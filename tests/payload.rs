@@ -239,6 +239,7 @@ fn applying_a_bad_payload_is_refused() {
 }
 
 #[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)]
 enum Dense<B: Backend> {
     Plain(Linear<B>),
     Lora(PersonalizedLora<B>),

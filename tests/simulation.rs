@@ -147,7 +147,7 @@ fn recorded_bytes_equal_serialised_sizes() {
             FedAvg::new(),
         );
         let spec = ShareSpec::new(Sharing::PLora);
-        let reports = sim.run(|_| Ok(())).unwrap();
+        let reports = sim.run(|_, _| Ok(())).unwrap();
         // Round 1: download of the initial state + broadcast back; round 2: broadcast only.
         let size = collect_shared(sim.client_model(0).unwrap(), &spec)
             .to_bytes(dtype)
@@ -179,7 +179,7 @@ fn same_seed_gives_identical_reports() {
             Sharing::PLora,
             FedAvg::new(),
         );
-        let reports = sim.run(|_| Ok(())).unwrap();
+        let reports = sim.run(|_, _| Ok(())).unwrap();
         reports
             .iter()
             .map(RoundReport::without_timings)
@@ -199,7 +199,7 @@ fn same_seed_gives_identical_reports() {
         FedAvg::new(),
     );
     let other: Vec<_> = sim
-        .run(|_| Ok(()))
+        .run(|_, _| Ok(()))
         .unwrap()
         .iter()
         .map(RoundReport::without_timings)
@@ -217,7 +217,7 @@ fn resumed_run_equals_uninterrupted_run() {
     };
     let mut full = simulation(data(3), cfg.clone(), Sharing::PLora, FedAvg::new());
     let expected: Vec<_> = full
-        .run(|_| Ok(()))
+        .run(|_, _| Ok(()))
         .unwrap()
         .iter()
         .map(RoundReport::without_timings)
@@ -234,14 +234,14 @@ fn resumed_run_equals_uninterrupted_run() {
     );
     let path = dir.path().join("metrics.jsonl");
     let mut log = JsonlWriter::create(&path).unwrap();
-    first.run(|r| log.write(r)).unwrap();
+    first.run(|_, r| log.write(r)).unwrap();
     first.save_checkpoint(dir.path().join("ckpt")).unwrap();
 
     let mut resumed = simulation(data(3), cfg, Sharing::PLora, FedAvg::new());
     resumed.resume(dir.path().join("ckpt")).unwrap();
     assert_eq!(resumed.next_round(), 2);
     let mut log = JsonlWriter::append(&path).unwrap();
-    resumed.run(|r| log.write(r)).unwrap();
+    resumed.run(|_, r| log.write(r)).unwrap();
     drop(log);
     let got: Vec<_> = JsonlWriter::read_all(&path)
         .unwrap()
@@ -263,7 +263,7 @@ fn plora_beats_fedavg_lora_on_conflicting_clients() {
     let _serial = serial();
     let run = |sharing| {
         let mut sim = simulation(data(4), config(4), sharing, FedAvg::new());
-        let reports = sim.run(|_| Ok(())).unwrap();
+        let reports = sim.run(|_, _| Ok(())).unwrap();
         reports.last().unwrap().mean_test.unwrap().accuracy
     };
     let plora = run(Sharing::PLora);
@@ -279,7 +279,7 @@ fn plora_beats_fedavg_lora_on_conflicting_clients() {
 fn fedprox_runs_and_reports_finite_losses() {
     let _serial = serial();
     let mut sim = simulation(data(2), config(2), Sharing::PLora, FedProx::new(0.01));
-    let reports = sim.run(|_| Ok(())).unwrap();
+    let reports = sim.run(|_, _| Ok(())).unwrap();
     assert_eq!(reports.last().unwrap().strategy, "fedprox(mu=0.01)");
     for client in &reports.last().unwrap().clients {
         assert!(client.train_loss.unwrap().is_finite());

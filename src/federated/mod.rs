@@ -2,6 +2,7 @@
 //! the server, the client-side task a user implements, and the simulation runner.
 
 pub mod checkpoint;
+pub mod export;
 pub mod path;
 pub mod payload;
 pub mod prox;
@@ -11,6 +12,7 @@ pub mod simulation;
 pub mod state;
 pub mod task;
 
+pub use export::{LabelledRun, write_csv, write_svg_chart};
 pub use path::TensorRole;
 pub use payload::{Payload, PayloadError, TensorValues, WireDtype};
 pub use prox::{ProxAnchor, proximal_term};

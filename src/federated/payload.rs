@@ -118,17 +118,19 @@ impl WireDtype {
     }
 
     fn encode(self, values: &[f32]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(values.len() * self.size());
         match self {
-            WireDtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            WireDtype::F32 => values
+                .iter()
+                .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
             WireDtype::F16 => values
                 .iter()
-                .flat_map(|v| f16::from_f32(*v).to_le_bytes())
-                .collect(),
+                .for_each(|v| out.extend_from_slice(&f16::from_f32(*v).to_le_bytes())),
             WireDtype::Bf16 => values
                 .iter()
-                .flat_map(|v| bf16::from_f32(*v).to_le_bytes())
-                .collect(),
+                .for_each(|v| out.extend_from_slice(&bf16::from_f32(*v).to_le_bytes())),
         }
+        out
     }
 }
 

@@ -139,6 +139,10 @@ pub struct SimulationConfig {
     pub wire_dtype: WireDtype,
     /// Evaluate every client before fine-tuning (reported as round 0).
     pub evaluate_initial: bool,
+    /// Score every client on the task's global test set (if it has one) every this many rounds,
+    /// and always in the last round and round 0; 0 never. Each client is scored on the whole
+    /// set, so on large test sets this dominates a round's time.
+    pub global_eval_every: u64,
     /// Show a progress bar on the terminal.
     pub progress: bool,
 }
@@ -157,6 +161,7 @@ impl Default for SimulationConfig {
             seed: 42,
             wire_dtype: WireDtype::F32,
             evaluate_initial: true,
+            global_eval_every: 1,
             progress: true,
         }
     }
@@ -316,16 +321,17 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
     }
 
     /// Runs the remaining rounds (and the round-0 evaluation on a fresh run when configured),
-    /// calling `on_report` after each; returns all reports.
+    /// calling `on_report` with the simulation and the report after each (write the report,
+    /// save a checkpoint); returns all reports.
     pub fn run(
         &mut self,
-        mut on_report: impl FnMut(&RoundReport) -> Result<()>,
+        mut on_report: impl FnMut(&Self, &RoundReport) -> Result<()>,
     ) -> Result<Vec<RoundReport>> {
         let mut reports = Vec::new();
         if self.next_round == 1 && self.config.evaluate_initial {
             let report =
                 self.evaluate_round(0, &[], Default::default(), Vec::new(), Instant::now())?;
-            on_report(&report)?;
+            on_report(self, &report)?;
             reports.push(report);
         }
         let remaining = self.config.rounds.saturating_sub(self.next_round - 1);
@@ -335,7 +341,7 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
             if let Some(mean) = &report.mean_test {
                 bar.set_message(format!("round {} acc {:.4}", report.round, mean.accuracy));
             }
-            on_report(&report)?;
+            on_report(self, &report)?;
             reports.push(report);
         }
         bar.finish_and_clear();
@@ -470,7 +476,10 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
         rejected: Vec<super::report::Rejection>,
         started: Instant,
     ) -> Result<RoundReport> {
-        let has_global = self.task.num_examples(0, Split::GlobalTest) > 0;
+        let every = self.config.global_eval_every;
+        let has_global = self.task.num_examples(0, Split::GlobalTest) > 0
+            && every > 0
+            && (round == 0 || round.is_multiple_of(every) || round == self.config.rounds);
         let global = Payload::from_bytes(&self.server.global().to_bytes(self.config.wire_dtype)?)?;
         let mut clients = Vec::with_capacity(self.clients.len());
         for (k, model) in self.clients.iter().enumerate() {

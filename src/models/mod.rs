@@ -1,5 +1,10 @@
 //! Model definitions in burn, with loaders for their published checkpoints.
+//!
+//! * [`mobilenet_v3`]: torchvision's MobileNetV3 small and large, loadable from torchvision
+//!   `state_dict` files, with pLoRA adapters on the classifier and pointwise convolutions.
 
 mod error;
+pub mod mobilenet_v3;
 
 pub use error::WeightsError;
+pub use mobilenet_v3::{AdapterTargets, MobileNetV3, MobileNetV3Arch, MobileNetV3Config};

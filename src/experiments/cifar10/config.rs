@@ -1,0 +1,170 @@
+//! Settings of the CIFAR-10 experiment.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{FedError, Result};
+use crate::federated::{OptimizerConfig, SimulationConfig, WireDtype};
+use crate::lora::LoraConfig;
+use crate::models::{AdapterTargets, MobileNetV3Arch};
+use crate::strategy::Strategy;
+use crate::{FedAvg, FedProx};
+
+/// Server aggregation of the experiment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StrategyKind {
+    /// FedAvg weighted by example count.
+    #[default]
+    FedAvg,
+    /// FedProx with the configured `mu`.
+    FedProx,
+}
+
+/// Every setting of the experiment; [`Default`] gives the paper's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cifar10Config {
+    /// MobileNetV3 size.
+    pub arch: MobileNetV3Arch,
+    /// Number of clients (the paper: 40).
+    pub clients: usize,
+    /// Number of label-sorted shards (the paper: 80, i.e. 2 per client).
+    pub shards: usize,
+    /// Federated rounds (the paper: 150).
+    pub rounds: u64,
+    /// Local epochs per round (the paper: 3).
+    pub local_epochs: usize,
+    /// Fraction of clients sampled per round.
+    pub fraction: f64,
+    /// Server aggregation.
+    pub strategy: StrategyKind,
+    /// FedProx's `mu` (used with [`StrategyKind::FedProx`]).
+    pub mu: f64,
+    /// Adapter rank, alpha and dropout (the paper: 4, 8, 0.1).
+    pub lora: LoraConfig,
+    /// Which layers get adapters.
+    pub targets: AdapterTargets,
+    /// Local learning rate (AdamW).
+    pub lr: f64,
+    /// Local batch size.
+    pub batch_size: usize,
+    /// Seed of the split, the adapters, sampling, shuffling and dropout.
+    pub seed: u64,
+    /// Side of the (square) network input; CIFAR's 32x32 images are resized to it.
+    pub image_size: usize,
+    /// Random crop (padding 4) and horizontal flip while training. Disables the cache.
+    pub augment: bool,
+    /// Use the frozen-prefix cache (only with [`AdapterTargets::Classifier`] and no augmentation).
+    pub cache: bool,
+    /// Use only the first `n` training images (quick runs); `None` for all 50,000.
+    pub train_limit: Option<usize>,
+    /// Use only the first `n` test images; `None` for all 10,000.
+    pub test_limit: Option<usize>,
+    /// Score every client on the whole test set every this many rounds (and in the last);
+    /// 0 never.
+    pub global_eval_every: u64,
+    /// Precision of the tensors on the wire.
+    pub wire_dtype: WireDtype,
+}
+
+impl Default for Cifar10Config {
+    fn default() -> Self {
+        Self {
+            arch: MobileNetV3Arch::Small,
+            clients: 40,
+            shards: 80,
+            rounds: 150,
+            local_epochs: 3,
+            fraction: 1.0,
+            strategy: StrategyKind::FedAvg,
+            mu: 0.01,
+            lora: LoraConfig::paper(),
+            targets: AdapterTargets::Classifier,
+            lr: 1e-3,
+            batch_size: 32,
+            seed: 0,
+            image_size: 64,
+            augment: false,
+            cache: true,
+            train_limit: None,
+            test_limit: None,
+            global_eval_every: 10,
+            wire_dtype: WireDtype::F32,
+        }
+    }
+}
+
+impl Cifar10Config {
+    /// A preset that finishes in a few minutes on a laptop CPU: 10 clients over 20 shards of
+    /// the first 10,000 training images, 2,000 test images, 32x32 inputs, 10 rounds.
+    pub fn quick() -> Self {
+        Self {
+            clients: 10,
+            shards: 20,
+            rounds: 10,
+            image_size: 32,
+            train_limit: Some(10_000),
+            test_limit: Some(2_000),
+            global_eval_every: 5,
+            ..Self::default()
+        }
+    }
+
+    /// Checks the settings that the simulation does not check itself.
+    pub fn validate(&self) -> Result<()> {
+        self.lora.validate()?;
+        if self.clients == 0 || self.shards == 0 || !self.shards.is_multiple_of(self.clients) {
+            return Err(FedError::config(
+                "shards",
+                format!(
+                    "{} shards cannot be dealt evenly to {} clients",
+                    self.shards, self.clients
+                ),
+            ));
+        }
+        if self.image_size < 32 {
+            return Err(FedError::config(
+                "image_size",
+                format!("must be at least 32, got {}", self.image_size),
+            ));
+        }
+        if self.strategy == StrategyKind::FedProx && !(self.mu.is_finite() && self.mu >= 0.0) {
+            return Err(FedError::config(
+                "mu",
+                format!("must be >= 0, got {}", self.mu),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether training runs from the frozen-prefix cache.
+    pub fn uses_cache(&self) -> bool {
+        self.cache && !self.augment && self.targets == AdapterTargets::Classifier
+    }
+
+    /// The simulation settings these imply.
+    pub fn simulation(&self, progress: bool) -> SimulationConfig {
+        SimulationConfig {
+            rounds: self.rounds,
+            fraction: self.fraction,
+            local_epochs: self.local_epochs,
+            batch_size: self.batch_size,
+            eval_batch_size: 256,
+            lr: self.lr,
+            optimizer: OptimizerConfig::default(),
+            keep_optimizer_state: false,
+            seed: self.seed,
+            wire_dtype: self.wire_dtype,
+            evaluate_initial: true,
+            global_eval_every: self.global_eval_every,
+            progress,
+        }
+    }
+
+    /// The server strategy.
+    pub fn build_strategy(&self) -> Box<dyn Strategy> {
+        match self.strategy {
+            StrategyKind::FedAvg => Box::new(FedAvg::new()),
+            StrategyKind::FedProx => Box::new(FedProx::new(self.mu)),
+        }
+    }
+}

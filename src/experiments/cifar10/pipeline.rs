@@ -1,0 +1,221 @@
+//! One run of the experiment per sharing rule: model building, reports, checkpoints, resume.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+
+use super::cache::PrefixCache;
+use super::clients::ClientSplit;
+use super::config::Cifar10Config;
+use super::task::CifarTask;
+use crate::Simulation;
+use crate::data::{Checksum, Cifar10, Downloader, ImageTransform, torch_hub_checkpoints_dir};
+use crate::error::{FedError, Result};
+use crate::federated::simulation::mix_seed;
+use crate::federated::{JsonlWriter, RoundReport, ShareSpec};
+use crate::lora::Sharing;
+use crate::models::{MobileNetV3, MobileNetV3Arch, MobileNetV3Config};
+
+/// Path prefix of the new task head, trained and shared by FedAvg under every rule.
+pub const HEAD: &str = "classifier.3";
+
+/// torchvision's ImageNet checkpoint of `arch`: downloaded into torch's hub cache (where
+/// PyTorch puts it, so a copy PyTorch already fetched is reused) and checked against the
+/// SHA-256 prefix in its name.
+pub fn torchvision_weights(arch: MobileNetV3Arch, progress: bool) -> Result<PathBuf> {
+    let name = match arch {
+        MobileNetV3Arch::Small => "mobilenet_v3_small-047dcff4.pth",
+        MobileNetV3Arch::Large => "mobilenet_v3_large-8738ca79.pth",
+    };
+    let url = format!("https://download.pytorch.org/models/{name}");
+    let checksum = Checksum::from_torch_hub_filename(name);
+    let dest = torch_hub_checkpoints_dir().join(name);
+    Ok(Downloader::from_env(progress).fetch(&url, &dest, checksum.as_ref())?)
+}
+
+/// The MobileNetV3 with a 10-class head: loaded from a torchvision checkpoint, or randomly
+/// initialised from the seed when `weights` is `None` (tests, or a from-scratch baseline).
+pub fn load_backbone<B: Backend>(
+    config: &Cifar10Config,
+    weights: Option<&Path>,
+    device: &B::Device,
+) -> Result<MobileNetV3<B>> {
+    let model_config = match config.arch {
+        MobileNetV3Arch::Small => MobileNetV3Config::small(10),
+        MobileNetV3Arch::Large => MobileNetV3Config::large(10),
+    }
+    .with_seed(config.seed);
+    Ok(match weights {
+        Some(path) => MobileNetV3::load_torchvision(path, &model_config, device)?,
+        None => MobileNetV3::new(&model_config, device),
+    })
+}
+
+/// One model per client: the shared backbone (copies share its buffers) with the client's own
+/// adapters (seeded by client) and everything but the adapters and the head frozen.
+pub fn build_client_models<B: Backend>(
+    backbone: &MobileNetV3<B>,
+    config: &Cifar10Config,
+) -> Result<Vec<MobileNetV3<B>>> {
+    (0..config.clients)
+        .map(|k| {
+            let seed = mix_seed(&[config.seed, k as u64, 5]);
+            Ok(backbone
+                .clone()
+                .with_adapters(&config.lora, config.targets, seed)?
+                .freeze_backbone())
+        })
+        .collect()
+}
+
+/// What one sharing rule produced.
+#[derive(Debug, Clone)]
+pub struct RuleRun {
+    /// The rule.
+    pub sharing: Sharing,
+    /// Its reports, round 0 (before fine-tuning) first.
+    pub reports: Vec<RoundReport>,
+}
+
+/// Everything [`run_rule`] needs besides the rule.
+pub struct RunInputs<'a, B: Backend> {
+    /// The settings.
+    pub config: &'a Cifar10Config,
+    /// The data set.
+    pub data: Arc<Cifar10>,
+    /// The clients' split.
+    pub split: &'a ClientSplit,
+    /// The frozen backbone with a 10-class head (see [`load_backbone`]).
+    pub backbone: &'a MobileNetV3<B>,
+    /// The frozen-prefix cache when [`Cifar10Config::uses_cache`] (see [`build_cache`]).
+    pub cache: Option<Arc<PrefixCache>>,
+    /// Where `<rule>/metrics.jsonl` and `<rule>/checkpoint/` go; `None` writes nothing.
+    pub out_dir: Option<&'a Path>,
+    /// Continue from `<rule>/checkpoint/` when present.
+    pub resume: bool,
+    /// Show progress bars.
+    pub progress: bool,
+    /// The device.
+    pub device: B::Device,
+}
+
+/// Computes the frozen-prefix cache for `backbone` (its `classifier.0` frozen product; the
+/// adapters are not needed, all clients share the frozen part).
+pub fn build_cache<B: Backend>(
+    config: &Cifar10Config,
+    data: &Cifar10,
+    backbone: &MobileNetV3<B>,
+    progress: bool,
+    device: &B::Device,
+) -> Result<PrefixCache> {
+    let n_train = config.train_limit.unwrap_or(usize::MAX);
+    let n_test = config.test_limit.unwrap_or(usize::MAX);
+    PrefixCache::build(
+        backbone,
+        data,
+        (n_train, n_test),
+        &ImageTransform::imagenet(config.image_size),
+        progress,
+        device,
+    )
+}
+
+/// Runs the experiment under one sharing rule, writing `metrics.jsonl` and a checkpoint after
+/// every round into `out_dir/<rule>/` and, with `resume`, continuing from that checkpoint.
+pub fn run_rule<B: AutodiffBackend>(
+    inputs: &RunInputs<'_, B>,
+    sharing: Sharing,
+) -> Result<RuleRun> {
+    let config = inputs.config;
+    config.validate()?;
+    let task = match &inputs.cache {
+        Some(cache) => CifarTask::cached(
+            inputs.data.clone(),
+            inputs.split.clone(),
+            cache.clone(),
+            config.seed,
+            &inputs.device,
+        ),
+        None => CifarTask::uncached(
+            inputs.data.clone(),
+            inputs.split.clone(),
+            ImageTransform::imagenet(config.image_size),
+            config.augment,
+            config.seed,
+            &inputs.device,
+        ),
+    };
+    let models = build_client_models(inputs.backbone, config)?;
+    let spec = ShareSpec::new(sharing).also_share(HEAD);
+    let mut sim = Simulation::new(
+        config.simulation(inputs.progress),
+        spec,
+        task,
+        config.build_strategy(),
+        models,
+    )?;
+
+    let Some(out_dir) = inputs.out_dir else {
+        let reports = sim.run(|_, _| Ok(()))?;
+        return Ok(RuleRun { sharing, reports });
+    };
+    let dir = out_dir.join(sharing.name());
+    std::fs::create_dir_all(&dir).map_err(|e| FedError::io(&dir, e))?;
+    let checkpoint = dir.join("checkpoint");
+    let metrics = dir.join("metrics.jsonl");
+    let settings = dir.join("config.json");
+    let mut previous = Vec::new();
+    if inputs.resume && checkpoint.join("checkpoint.json").is_file() {
+        check_same_settings(&settings, config)?;
+        sim.resume(&checkpoint)?;
+        let done = sim.next_round() - 1;
+        if metrics.is_file() {
+            previous = JsonlWriter::read_all(&metrics)?;
+            previous.retain(|r| r.round <= done);
+        }
+    }
+    std::fs::write(&settings, serde_json::to_vec_pretty(config)?)
+        .map_err(|e| FedError::io(&settings, e))?;
+    // Rewrite the reports up to the checkpoint, so a run stopped after its last checkpoint
+    // does not leave rounds that will be run again.
+    let mut log = JsonlWriter::create(&metrics)?;
+    for report in &previous {
+        log.write(report)?;
+    }
+    let reports = sim.run(|sim, report| {
+        log.write(report)?;
+        if report.round > 0 {
+            sim.save_checkpoint(&checkpoint)?;
+        }
+        Ok(())
+    })?;
+    previous.extend(reports);
+    Ok(RuleRun {
+        sharing,
+        reports: previous,
+    })
+}
+
+/// A resumed run must use the settings it started with (only `rounds` may grow).
+fn check_same_settings(path: &Path, config: &Cifar10Config) -> Result<()> {
+    let Ok(text) = std::fs::read(path) else {
+        return Ok(());
+    };
+    let saved: Cifar10Config = serde_json::from_slice(&text)?;
+    let comparable = Cifar10Config {
+        rounds: config.rounds,
+        ..saved
+    };
+    if &comparable != config {
+        return Err(FedError::config(
+            "resume",
+            format!(
+                "{} was written with other settings; resume with the same ones or another --out",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
