@@ -25,6 +25,8 @@ pub enum StrategyKind {
 pub struct Cifar10Config {
     /// MobileNetV3 size.
     pub arch: MobileNetV3Arch,
+    /// Channel width multiplier (torchvision's `width_mult`; ImageNet weights exist for 1.0 only).
+    pub width_mult: f64,
     /// Number of clients (the paper: 40).
     pub clients: usize,
     /// Number of label-sorted shards (the paper: 80, i.e. 2 per client).
@@ -70,6 +72,7 @@ impl Default for Cifar10Config {
     fn default() -> Self {
         Self {
             arch: MobileNetV3Arch::Small,
+            width_mult: 1.0,
             clients: 40,
             shards: 80,
             rounds: 150,

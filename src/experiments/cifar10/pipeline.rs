@@ -46,6 +46,7 @@ pub fn load_backbone<B: Backend>(
         MobileNetV3Arch::Small => MobileNetV3Config::small(10),
         MobileNetV3Arch::Large => MobileNetV3Config::large(10),
     }
+    .with_width_mult(config.width_mult)
     .with_seed(config.seed);
     Ok(match weights {
         Some(path) => MobileNetV3::load_torchvision(path, &model_config, device)?,
