@@ -4,7 +4,7 @@ use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
-use crate::error::Result;
+use crate::error::{FedError, Result};
 
 /// Which examples of a client (or of the shared test set) a batch comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -28,6 +28,39 @@ pub struct EvalBatch {
     pub predictions: Vec<usize>,
     /// True classes (or tokens), aligned with `predictions`.
     pub targets: Vec<usize>,
+}
+
+impl EvalBatch {
+    /// Scores classification logits `[N, classes]` against `targets` (length `N`): mean
+    /// cross-entropy (summed back over the batch) and arg-max predictions.
+    pub fn from_logits<B: Backend>(logits: Tensor<B, 2>, targets: Vec<usize>) -> Result<Self> {
+        let device = logits.device();
+        let labels: Vec<i64> = targets.iter().map(|&t| t as i64).collect();
+        let labels = Tensor::<B, 1, Int>::from_data(
+            burn::tensor::TensorData::new(labels, [targets.len()]),
+            &device,
+        );
+        let loss: f64 = burn::nn::loss::CrossEntropyLossConfig::new()
+            .init(&device)
+            .forward(logits.clone(), labels)
+            .into_scalar()
+            .elem();
+        let predictions = logits
+            .argmax(1)
+            .into_data()
+            .convert::<i64>()
+            .into_vec::<i64>()
+            .map_err(|e| FedError::Task(format!("{e:?}")))?
+            .into_iter()
+            .map(|p| p as usize)
+            .collect();
+        Ok(Self {
+            loss_sum: loss * targets.len() as f64,
+            loss_count: targets.len(),
+            predictions,
+            targets,
+        })
+    }
 }
 
 /// A federated learning problem: the clients' data and how a model is trained and scored on it.

@@ -214,26 +214,6 @@ impl<B: AutodiffBackend> FederatedTask<B> for CifarTask<B> {
     ) -> Result<EvalBatch> {
         let rows = self.rows(client, split, batch)?;
         let logits = self.logits(model, client, split, &rows, false, &self.device)?;
-        let targets = self.targets(split, &rows);
-        let loss: f64 = CrossEntropyLossConfig::new()
-            .init(&self.device)
-            .forward(logits.clone(), label_tensor(&targets, &self.device))
-            .into_scalar()
-            .elem();
-        let predictions = logits
-            .argmax(1)
-            .into_data()
-            .convert::<i64>()
-            .into_vec::<i64>()
-            .map_err(|e| FedError::Task(format!("{e:?}")))?
-            .into_iter()
-            .map(|p| p as usize)
-            .collect();
-        Ok(EvalBatch {
-            loss_sum: loss * rows.len() as f64,
-            loss_count: rows.len(),
-            predictions,
-            targets,
-        })
+        EvalBatch::from_logits(logits, self.targets(split, &rows))
     }
 }
