@@ -1,6 +1,5 @@
 //! The MobileNetV3 network: construction and forward passes.
 
-use burn::module::{ModuleVisitor, Param};
 use burn::nn::DropoutConfig;
 use burn::prelude::*;
 
@@ -11,7 +10,6 @@ use super::blocks::{
 };
 use super::config::{ActivationKind, MobileNetV3Config};
 use super::init::{LayerInit, derive_seed};
-use crate::federated::path::PathTracker;
 
 /// Stream index of the head's initialisation, apart from the backbone's streams so that the
 /// head depends on the seed only.
@@ -147,31 +145,12 @@ impl<B: Backend> MobileNetV3<B> {
     /// model.parameters())`): every parameter except the batch norms' running statistics, which
     /// are buffers in PyTorch. Adapter matrices, if any, are counted.
     pub fn num_parameters(&self) -> usize {
-        let mut counter = ParameterCounter::default();
-        self.visit(&mut counter);
-        counter.count
-    }
-}
-
-#[derive(Default)]
-struct ParameterCounter {
-    path: PathTracker,
-    count: usize,
-}
-
-impl<B: Backend> ModuleVisitor<B> for ParameterCounter {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.enter(name, container_type);
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.exit();
-    }
-
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let path = self.path.path();
-        if !(path.ends_with(".running_mean") || path.ends_with(".running_var")) {
-            self.count += param.shape().num_elements();
-        }
+        crate::federated::state::parameter_shapes::<B, _>(self)
+            .iter()
+            .filter(|(path, _)| {
+                !(path.ends_with(".running_mean") || path.ends_with(".running_var"))
+            })
+            .map(|(_, shape)| shape.iter().product::<usize>())
+            .sum()
     }
 }
