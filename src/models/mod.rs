@@ -4,6 +4,7 @@
 //!   `state_dict` files, with pLoRA adapters on the classifier and pointwise convolutions.
 
 mod error;
+pub mod florence2;
 pub mod mobilenet_v3;
 
 pub use error::WeightsError;
