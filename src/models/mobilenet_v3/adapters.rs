@@ -1,6 +1,6 @@
 //! pLoRA adapters on MobileNetV3, and freezing the backbone around them.
 //!
-//! Layers that may be adapted are held in enums ([`Dense`], [`Pointwise`]) so inserting an
+//! Layers that may be adapted are held in enums ([`crate::lora::Dense`], [`crate::lora::Pointwise`]) so inserting an
 //! adapter does not change the model's type; burn-store and fedvlm leave enum variant names
 //! out of module paths, so an adapted `classifier.0` travels as `classifier.0.lora_b`.
 //!
@@ -13,93 +13,18 @@
 //! isolates the adapters instead of mixing in a personalised or frozen head.
 
 use burn::module::{ModuleMapper, Param};
-use burn::nn::Linear;
-use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::blocks::{BlockLayer, Feature, PointwiseNorm, PointwiseNormAct};
 use super::init::derive_seed;
 use super::model::MobileNetV3;
-use crate::error::{FedError, Result};
+use crate::error::Result;
 use crate::federated::path::{PathTracker, TensorRole};
-use crate::lora::{LoraConfig, PersonalizedLora, set_trainable};
+use crate::lora::{Dense, LoraConfig, Pointwise, set_trainable};
 
 /// Path prefix of the task head, trainable after [`MobileNetV3::freeze_backbone`].
 pub const HEAD_PREFIX: &str = "classifier.3.";
-
-/// A linear layer that may carry a low-rank adapter.
-// One instance per adapted layer: the size of the variants does not matter, and burn's module
-// derive does not see through a `Box`.
-#[allow(clippy::large_enum_variant)]
-#[derive(Module, Debug)]
-pub enum Dense<B: Backend> {
-    /// The layer as loaded.
-    Plain(Linear<B>),
-    /// The frozen layer plus an adapter.
-    Lora(PersonalizedLora<B>),
-}
-
-impl<B: Backend> Dense<B> {
-    /// Applies the layer to the last dimension of `x`.
-    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        match self {
-            Self::Plain(linear) => linear.forward(x),
-            Self::Lora(lora) => lora.forward(x),
-        }
-    }
-
-    /// Whether the layer carries an adapter.
-    pub fn is_adapted(&self) -> bool {
-        matches!(self, Self::Lora(_))
-    }
-
-    fn adapt(self, config: &LoraConfig, seed: u64, path: &str) -> Result<Self> {
-        match self {
-            Self::Plain(linear) => Ok(Self::Lora(PersonalizedLora::from_linear(
-                linear, config, seed,
-            )?)),
-            Self::Lora(_) => Err(already_adapted(path)),
-        }
-    }
-}
-
-/// A 1x1 convolution that may carry a low-rank adapter.
-#[derive(Module, Debug)]
-pub enum Pointwise<B: Backend> {
-    /// The convolution as loaded.
-    Plain(Conv2d<B>),
-    /// The frozen convolution (as a `[in, out]` matrix) plus an adapter.
-    Lora(PersonalizedLora<B>),
-}
-
-impl<B: Backend> Pointwise<B> {
-    /// Applies the layer to `[N, C_in, H, W]`.
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        match self {
-            Self::Plain(conv) => conv.forward(x),
-            Self::Lora(lora) => lora.forward_conv(x),
-        }
-    }
-
-    /// Whether the layer carries an adapter.
-    pub fn is_adapted(&self) -> bool {
-        matches!(self, Self::Lora(_))
-    }
-
-    fn adapt(self, config: &LoraConfig, seed: u64, path: &str) -> Result<Self> {
-        match self {
-            Self::Plain(conv) => Ok(Self::Lora(PersonalizedLora::from_conv1x1(
-                conv, config, seed,
-            )?)),
-            Self::Lora(_) => Err(already_adapted(path)),
-        }
-    }
-}
-
-fn already_adapted(path: &str) -> FedError {
-    FedError::UnsupportedLayer(format!("{path} already carries an adapter"))
-}
 
 /// Which layers [`MobileNetV3::with_adapters`] adapts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -115,7 +40,7 @@ pub enum AdapterTargets {
 }
 
 impl<B: Backend> MobileNetV3<B> {
-    /// Wraps the `targets` in [`PersonalizedLora`] adapters (`B = 0`, so the model computes what
+    /// Wraps the `targets` in [`crate::PersonalizedLora`] adapters (`B = 0`, so the model computes what
     /// it computed before). Adapter `i` (0 for `classifier.0`, then the pointwise convolutions
     /// in forward order) draws its `A` from a seed derived from `seed` and `i`, so every layer
     /// gets its own `A`; give each client its own `seed` for distinct private `A`s.
@@ -124,7 +49,7 @@ impl<B: Backend> MobileNetV3<B> {
     /// [`crate::lora::freeze_all`]) afterwards to freeze everything else.
     ///
     /// # Errors
-    /// [`FedError::InvalidConfig`] for an invalid `config`, [`FedError::UnsupportedLayer`] if a
+    /// [`crate::FedError::InvalidConfig`] for an invalid `config`, [`crate::FedError::UnsupportedLayer`] if a
     /// target already carries an adapter.
     pub fn with_adapters(
         self,

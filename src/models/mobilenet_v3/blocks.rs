@@ -14,9 +14,9 @@ use burn::nn::conv::Conv2d;
 use burn::nn::{Dropout, Linear, Relu};
 use burn::prelude::*;
 
-use super::adapters::{Dense, Pointwise};
 use super::config::{ActivationKind, BlockConfig};
 use super::init::{LayerInit, constant, trainable};
+use crate::lora::{Dense, Pointwise};
 
 /// Epsilon of MobileNetV3's batch norms (torchvision: `BatchNorm2d(eps=0.001)`).
 pub const BATCH_NORM_EPS: f64 = 1e-3;

@@ -32,7 +32,8 @@ mod init;
 pub mod model;
 pub mod weights;
 
-pub use adapters::{AdapterTargets, Dense, Pointwise};
+pub use crate::lora::{Dense, Pointwise};
+pub use adapters::AdapterTargets;
 pub use blocks::FrozenBatchNorm2d;
 pub use config::{MobileNetV3Arch, MobileNetV3Config};
 pub use model::MobileNetV3;

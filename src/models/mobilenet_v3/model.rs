@@ -3,13 +3,13 @@
 use burn::nn::DropoutConfig;
 use burn::prelude::*;
 
-use super::adapters::Dense;
 use super::blocks::{
     Classifier, Feature, Hardswish, InvertedResidual, build_conv_norm_act,
     build_pointwise_norm_act, global_average_pool,
 };
 use super::config::{ActivationKind, MobileNetV3Config};
 use super::init::{LayerInit, derive_seed};
+use crate::lora::Dense;
 
 /// Stream index of the head's initialisation, apart from the backbone's streams so that the
 /// head depends on the seed only.
