@@ -21,7 +21,7 @@ use super::init::derive_seed;
 use super::model::MobileNetV3;
 use crate::error::Result;
 use crate::federated::path::{PathTracker, TensorRole};
-use crate::lora::{Dense, LoraConfig, Pointwise, set_trainable};
+use crate::lora::{LoraConfig, set_trainable};
 
 /// Path prefix of the task head, trainable after [`MobileNetV3::freeze_backbone`].
 pub const HEAD_PREFIX: &str = "classifier.3.";
