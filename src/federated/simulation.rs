@@ -2,7 +2,9 @@
 
 use std::time::Instant;
 
-use burn::module::AutodiffModule;
+use std::collections::HashSet;
+
+use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
@@ -202,10 +204,19 @@ pub(crate) fn mix_seed(parts: &[u64]) -> u64 {
     })
 }
 
+/// A client's model between its training sessions: the task model on the inner (non-autodiff)
+/// backend.
+pub type ClientModel<B, T> =
+    <<T as FederatedTask<B>>::Model as AutodiffModule<B>>::InnerModule;
+
 /// Runs federated rounds over the clients of a [`FederatedTask`].
 ///
 /// Each client owns a copy of the model (copies share the frozen base weights' buffers, so K
-/// clients cost little more than one model). In every round the sampled clients download the
+/// clients cost little more than one model). Clients hold their copy on the inner backend and
+/// only the client being trained is lifted onto the autodiff backend: burn's autodiff graph
+/// scans every tracked tensor alive at each backward pass, so K idle trainable copies would
+/// make every step cost O(K) (measured: 9 ms per step with 2 clients, 23 ms with 10, on the
+/// CIFAR-10 cache). In every round the sampled clients download the
 /// global shared tensors, train locally, and upload their shared tensors; private tensors stay
 /// in the client's copy across rounds, including rounds it sits out. After aggregation every
 /// client is scored with its private tensors and the new global ones.
@@ -214,7 +225,9 @@ pub struct Simulation<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> {
     spec: ShareSpec,
     task: T,
     server: Server<S>,
-    clients: Vec<T::Model>,
+    clients: Vec<ClientModel<B, T>>,
+    /// Parameters that train under the sharing rule (the inner backend forgets the flag).
+    trainable: HashSet<ParamId>,
     optimizers: Vec<Option<LocalOptimizer<B, T::Model>>>,
     /// The round of the global state each client holds (`None`: never received one).
     synced: Vec<Option<u64>>,
@@ -243,11 +256,11 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
                 format!("{} models for {k} clients", models.len()),
             ));
         }
-        let clients: Vec<T::Model> = models
+        let models: Vec<T::Model> = models
             .into_iter()
             .map(|m| apply_sharing(m, spec.sharing))
             .collect();
-        let initial = collect_shared(&clients[0], &spec);
+        let initial = collect_shared(&models[0], &spec);
         if initial.tensors.is_empty() {
             return Err(FedError::config(
                 "share spec",
@@ -262,7 +275,8 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
             server,
             optimizers: (0..k).map(|_| None).collect(),
             synced: vec![None; k],
-            clients,
+            trainable: trainable_ids(&models),
+            clients: models.iter().map(AutodiffModule::valid).collect(),
             next_round: 1,
         })
     }
@@ -287,13 +301,15 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
         &self.server
     }
 
-    /// Client `k`'s model as it stands (its private tensors and the last global it received).
-    pub fn client_model(&self, k: usize) -> Option<&T::Model> {
+    /// Client `k`'s model as it stands (its private tensors and the last global it received),
+    /// on the inner backend, ready for inference.
+    pub fn client_model(&self, k: usize) -> Option<&ClientModel<B, T>> {
         self.clients.get(k)
     }
 
-    /// Client `k`'s personalised model: its private tensors with the current global ones.
-    pub fn personalized_model(&self, k: usize) -> Result<T::Model> {
+    /// Client `k`'s personalised model: its private tensors with the current global ones, on the
+    /// inner backend, ready for inference.
+    pub fn personalized_model(&self, k: usize) -> Result<ClientModel<B, T>> {
         let model = self
             .clients
             .get(k)
@@ -390,10 +406,10 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
                 bytes_down += down_bytes.len();
             }
             let anchor = mu.map(|mu| (ProxAnchor::new(&download, &self.task.device()), mu));
-            let model = self.clients[k].clone();
+            let model = self.trainable_model(k);
             let (model, loss, examples) = self.train_client(k, round, model, anchor.as_ref())?;
             let mut update = collect_shared(&model, &self.spec);
-            self.clients[k] = model;
+            self.clients[k] = model.valid();
             update.round = round;
             update.num_examples = examples as u64;
             let up_bytes = update.to_bytes(dtype)?;
@@ -418,6 +434,14 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
         let report = self.evaluate_round(round, &sampled, training, rejected, started)?;
         self.next_round += 1;
         Ok(report)
+    }
+
+    /// Client `k`'s model lifted onto the autodiff backend, with the sharing rule's trainable
+    /// parameters tracking gradients again.
+    fn trainable_model(&self, k: usize) -> T::Model {
+        T::Model::from_inner(self.clients[k].clone()).map(&mut RestoreTrainable {
+            ids: &self.trainable,
+        })
     }
 
     fn train_client(
@@ -488,10 +512,9 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
             } else {
                 apply_payload(model, &global)?
             };
-            let inner = personal.valid();
-            let test = self.evaluate_split(&inner, k, Split::Test)?;
+            let test = self.evaluate_split(&personal, k, Split::Test)?;
             let global_test = if has_global {
-                self.evaluate_split(&inner, k, Split::GlobalTest)?
+                self.evaluate_split(&personal, k, Split::GlobalTest)?
             } else {
                 None
             };
@@ -606,5 +629,34 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
         }
         self.next_round = checkpoint.completed_rounds + 1;
         Ok(())
+    }
+}
+
+/// The ids of the parameters that require gradients in any of `models`.
+fn trainable_ids<B: AutodiffBackend, M: Module<B>>(models: &[M]) -> HashSet<ParamId> {
+    struct Trainable<'a>(&'a mut HashSet<ParamId>);
+    impl<B: Backend> ModuleVisitor<B> for Trainable<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if param.is_require_grad() {
+                self.0.insert(param.id);
+            }
+        }
+    }
+    let mut ids = HashSet::new();
+    for model in models {
+        model.visit(&mut Trainable(&mut ids));
+    }
+    ids
+}
+
+/// Sets `require_grad` on exactly the parameters in `ids`.
+struct RestoreTrainable<'a> {
+    ids: &'a HashSet<ParamId>,
+}
+
+impl<B: Backend> ModuleMapper<B> for RestoreTrainable<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let trainable = self.ids.contains(&param.id);
+        crate::lora::set_trainable(param, trainable)
     }
 }

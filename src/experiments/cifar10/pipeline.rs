@@ -15,7 +15,7 @@ use crate::data::{Checksum, Cifar10, Downloader, ImageTransform, torch_hub_check
 use crate::error::{FedError, Result};
 use crate::federated::simulation::mix_seed;
 use crate::federated::{JsonlWriter, RoundReport, ShareSpec};
-use crate::lora::Sharing;
+use crate::lora::{Sharing, freeze_all};
 use crate::models::{MobileNetV3, MobileNetV3Arch, MobileNetV3Config};
 
 /// Path prefix of the new task head, trained and shared by FedAvg under every rule.
@@ -37,6 +37,12 @@ pub fn torchvision_weights(arch: MobileNetV3Arch, progress: bool) -> Result<Path
 
 /// The MobileNetV3 with a 10-class head: loaded from a torchvision checkpoint, or randomly
 /// initialised from the seed when `weights` is `None` (tests, or a from-scratch baseline).
+///
+/// Every parameter comes back frozen ([`build_client_models`] makes each client's adapters and
+/// head trainable). This matters for speed, not only for correctness: on an autodiff backend
+/// every trainable tensor alive anywhere in the process is scanned by burn at each backward
+/// pass, so a trainable backbone kept alive beside the clients made each training step of the
+/// cached experiment about 10 times slower.
 pub fn load_backbone<B: Backend>(
     config: &Cifar10Config,
     weights: Option<&Path>,
@@ -48,10 +54,12 @@ pub fn load_backbone<B: Backend>(
     }
     .with_width_mult(config.width_mult)
     .with_seed(config.seed);
-    Ok(match weights {
+    let model = match weights {
         Some(path) => MobileNetV3::load_torchvision(path, &model_config, device)?,
         None => MobileNetV3::new(&model_config, device),
-    })
+    };
+    // No adapters yet, so the rule is irrelevant: everything is frozen.
+    Ok(freeze_all(model, Sharing::PLora))
 }
 
 /// One model per client: the shared backbone (copies share its buffers) with the client's own
