@@ -154,8 +154,6 @@ RESIDUAL_GAIN = 0.4
 # BART: position tables (std 2.0) stronger than token embeddings (std 0.5), so that the decoder
 # state depends on the position and the tied lm_head does not lock onto one token (random tied
 # models otherwise repeat a single token)
-TEXT_BRANCH = re.compile(r"language_model\.(encoder|decoder)\.layers\.\d+\.(self_attn\.out_proj|encoder_attn\.out_proj|fc2)$")
-TEXT_GAIN = 1.0
 POSITION = re.compile(r"embed_positions$")
 POSITION_STD = 2.0
 
@@ -181,7 +179,6 @@ def randomise(model: nn.Module, seed: int) -> None:
         # residual branches of the DaViT blocks are damped so activations stay O(1) through the
         # x += dwconv(x), x += attn(LN(x)), x += mlp(LN(x)) stack (6 blocks deep here)
         gain = RESIDUAL_GAIN if RESIDUAL_BRANCH.search(name) else 1.0
-        gain = TEXT_GAIN if TEXT_BRANCH.search(name) else gain
         if isinstance(module, nn.LayerNorm):
             set_(module.weight, normal(module.weight.shape, 0.2, 1.0))
             set_(module.bias, normal(module.bias.shape, 0.1))
@@ -526,13 +523,65 @@ def capture(model: Florence2ForConditionalGeneration, pixel_values, input_ids, l
     return io
 
 
+PAD_TAIL = 2  # padded case: row 1 of the prompt loses its last PAD_TAIL tokens (right padding)
+
+
+def padded_prompt(input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row 0 unchanged; row 1 shortened by PAD_TAIL tokens (`<s> ... </s>` kept), right-padded with
+    pad 1, as the processor pads a batch of prompts of different lengths. Returns (ids, mask)."""
+    ids = input_ids.clone()
+    mask = torch.ones_like(ids)
+    n = ids.shape[1]
+    keep = n - PAD_TAIL
+    ids[1, keep - 1] = 2
+    ids[1, keep:] = 1
+    mask[1, keep:] = 0
+    return ids, mask
+
+
+def full_mask(cfg, text_mask: torch.Tensor) -> torch.Tensor:
+    n = num_image_tokens(cfg)
+    return torch.cat([torch.ones((text_mask.shape[0], n), dtype=text_mask.dtype), text_mask], dim=1)
+
+
 @torch.no_grad()
-def generate(model, pixel_values, input_ids, settings: dict) -> torch.Tensor:
+def capture_padded(model, pixel_values, input_ids, labels, decoder_input_ids, unpadded: dict):
+    """Encoder attention mask with zeros (prompt padding) and labels with -100 (ignored targets)."""
+    cfg = model.config
+    ids, text_mask = padded_prompt(input_ids)
+    mask = full_mask(cfg, text_mask)
+    plabels = labels.clone()
+    plabels[1, -2:] = -100
+    out = model(
+        input_ids=native_input_ids(cfg, ids),
+        pixel_values=pixel_values,
+        attention_mask=mask,
+        decoder_input_ids=decoder_input_ids,
+        labels=plabels,
+        output_hidden_states=True,
+    )
+    # row 0 is not padded: same as the unpadded batch
+    assert torch.allclose(out.logits[0], unpadded["logits"][0], atol=1e-5)
+    assert not torch.allclose(out.logits[1], unpadded["logits"][1], atol=1e-3)
+    return {
+        "padded_input_ids": ids,
+        "padded_attention_mask": mask,
+        "padded_labels": plabels,
+        "padded_encoder_hidden": out.encoder_last_hidden_state,
+        "padded_decoder_hidden": out.decoder_hidden_states[-1],
+        "padded_logits": out.logits,
+        "padded_loss": out.loss.reshape(()),
+    }
+
+
+@torch.no_grad()
+def generate(model, pixel_values, input_ids, settings: dict, text_mask: torch.Tensor | None = None) -> torch.Tensor:
     ids = native_input_ids(model.config, input_ids)
+    mask = torch.ones_like(ids) if text_mask is None else full_mask(model.config, text_mask)
     return model.generate(
         input_ids=ids,
         pixel_values=pixel_values,
-        attention_mask=torch.ones_like(ids),
+        attention_mask=mask,
         **settings,
     )
 
@@ -662,6 +711,12 @@ def main() -> None:
     assert model.lm_head.weight.data_ptr() == model.model.language_model.shared.weight.data_ptr()
 
     io = capture(model, pixel_values, input_ids, labels, decoder_input_ids)
+    padded = capture_padded(model, pixel_values, input_ids, labels, decoder_input_ids, io)
+    pids, pmask = padded_prompt(input_ids)
+    padded["padded_greedy_ids"] = generate(model, pixel_values, pids, GREEDY, pmask)
+    padded["padded_beam_ids"] = generate(model, pixel_values, pids, BEAM, pmask)
+    print("padded greedy", padded["padded_greedy_ids"].tolist())
+    print("padded beam  ", padded["padded_beam_ids"].tolist())
     io = {
         "pixel_values": pixel_values,
         "input_ids": input_ids,
@@ -673,6 +728,7 @@ def main() -> None:
         "beam_ids": beam,
         "greedy_eos_ids": greedy_eos,
         "beam_eos_ids": beam_eos,
+        **padded,
     }
     for k, v in io.items():
         if v.is_floating_point():
@@ -740,6 +796,10 @@ def main() -> None:
         "beam_ids": BEAM,
         "greedy_eos_ids": greedy_eos_settings,
         "beam_eos_ids": beam_eos_settings,
+        "padded_greedy_ids": GREEDY,
+        "padded_beam_ids": BEAM,
+        "padded_note": "padded_* use padded_input_ids with attention_mask = padded_attention_mask "
+        "(image tokens included, all ones for them)",
     }
     (out / "tiny_io_generation.json").write_text(json.dumps(gen, indent=2) + "\n")
     (out / "base_shapes.json").write_text(json.dumps(base_shapes(), separators=(",", ":")) + "\n")
