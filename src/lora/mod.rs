@@ -1,14 +1,20 @@
 //! Low-rank adapters: the layer ([`PersonalizedLora`]), its configuration ([`LoraConfig`]) and
-//! the rule that decides which of its tensors train and which travel ([`Sharing`]).
+//! the rule that decides which of its tensors train and which travel ([`Sharing`]), and
+//! Hugging Face PEFT's adapter files ([`save_peft_adapter`], [`load_peft_adapter`]).
 
 mod adaptable;
 mod config;
 mod freeze;
 mod layer;
+pub mod peft;
 mod sharing;
 
 pub use adaptable::{Dense, Pointwise};
 pub use config::LoraConfig;
 pub use freeze::{apply_sharing, freeze_all};
 pub use layer::{PersonalizedLora, set_trainable};
+pub use peft::{
+    PEFT_CONFIG_FILE, PEFT_FORMAT_VERSION, PEFT_KEY_ROOT, PEFT_WEIGHTS_FILE, PeftAdapterConfig,
+    PeftAutoMapping, PeftExport, load_peft_adapter, peft_key, save_peft_adapter,
+};
 pub use sharing::{AdapterMatrix, Sharing};
