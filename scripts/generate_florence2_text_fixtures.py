@@ -330,6 +330,8 @@ def main() -> int:
     rgb, rgba = make_images()
     rgb.save(os.path.join(OUT, "image.png"), optimize=True)
     rgba.save(os.path.join(OUT, "image_rgba.png"), optimize=True)
+    # A JPEG (4:2:0 chroma subsampling) to measure the Rust decoder against Pillow's libjpeg.
+    rgb.save(os.path.join(OUT, "image.jpg"), quality=90, subsampling=2)
     # Read back what was written, so Python and Rust start from the same decoded pixels.
     rgb = Image.open(os.path.join(OUT, "image.png"))
     rgba = Image.open(os.path.join(OUT, "image_rgba.png"))
@@ -384,6 +386,11 @@ def main() -> int:
         pv = ip(images=img, return_tensors="pt")["pixel_values"]
         assert pv.shape == (1, 3, h, w), pv.shape
         arrays[name] = pv.numpy().astype(np.float32)
+    jpeg = Image.open(os.path.join(OUT, "image.jpg"))
+    arrays["jpeg_decoded_rgb8"] = np.asarray(jpeg.convert("RGB"), dtype=np.uint8)
+    arrays["pil_jpeg_64x64"] = (
+        image_processor("pil", 64, 64)(images=jpeg, return_tensors="pt")["pixel_values"].numpy()
+    )
     diff = np.abs(arrays["pil_64x64"] - arrays["torchvision_64x64"]).max()
     print(f"max |pil - torchvision| at 64x64: {diff:.6g}", file=sys.stderr)
     save_file(arrays, os.path.join(OUT, "pixel_values.safetensors"))

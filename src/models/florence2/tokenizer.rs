@@ -92,7 +92,9 @@ pub enum TokenizerError {
     },
     /// The vocabulary already holds some Florence-2 tokens at ids that are not consecutive, so
     /// location tokens cannot be mapped to ids by arithmetic.
-    #[error("{path}: `{token}` has id {found}, expected {expected} (Florence-2 tokens out of order)")]
+    #[error(
+        "{path}: `{token}` has id {found}, expected {expected} (Florence-2 tokens out of order)"
+    )]
     TokenOrder {
         /// The file.
         path: PathBuf,
@@ -157,7 +159,11 @@ impl BatchEncoding {
 
     /// The ids flattened row-major as `i64`, the layout of a `[batch, seq]` int tensor.
     pub fn flat_ids_i64(&self) -> Vec<i64> {
-        self.input_ids.iter().flatten().map(|&id| id as i64).collect()
+        self.input_ids
+            .iter()
+            .flatten()
+            .map(|&id| id as i64)
+            .collect()
     }
 }
 

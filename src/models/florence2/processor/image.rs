@@ -1,5 +1,14 @@
 //! Image pre-processing: decode, convert to RGB, resize, rescale, normalise, as transformers'
 //! `CLIPImageProcessorPil` configured by Florence-2's `preprocessor_config.json`.
+//!
+//! How close it is to transformers 5.24 (tests/florence2_text.rs, fixtures made with Pillow 13):
+//! * from decoded pixels (PNG, RGB or RGBA), `pixel_values` are bit-identical to the PIL
+//!   backend's (max abs difference 0, downsampling, upsampling and non-square sizes): the
+//!   resize repeats Pillow's fixed-point bicubic, the rest transformers' float steps;
+//! * transformers' default backend (torchvision) differs from Pillow itself by up to one 8-bit
+//!   level (0.0175 in normalised units on the fixture), so from ours by the same;
+//! * JPEG decoding (`image`'s zune-jpeg vs Pillow's libjpeg-turbo) differs by up to 3 levels on
+//!   a 4:2:0 fixture, 0.052 in normalised units after resizing to 64x64.
 
 use std::path::Path;
 
@@ -100,8 +109,7 @@ impl ImageConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        let json: PreprocessorJson =
-            serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let json: PreprocessorJson = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
         let mut config = Self::default();
         if let Some(size) = json.size {
             match (size.height, size.width, size.shortest_edge) {

@@ -9,14 +9,78 @@ use fancy_regex::Regex;
 /// Phrases that phrase grounding never reports, the list transformers' conversion script
 /// writes into the converted checkpoints' `processor_config.json`.
 pub const BANNED_GROUNDING_TOKENS: &[&str] = &[
-    "it", "I", "me", "mine", "you", "your", "yours", "he", "him", "his", "she", "her", "hers",
-    "they", "them", "their", "theirs", "one", "oneself", "we", "us", "our", "ours", "its",
-    "myself", "yourself", "himself", "herself", "itself", "ourselves", "yourselves", "themselves",
-    "this", "that", "these", "those", "who", "whom", "whose", "which", "what", "all", "another",
-    "any", "anybody", "anyone", "anything", "each", "everybody", "everyone", "everything", "few",
-    "many", "nobody", "none", "several", "some", "somebody", "someone", "something",
-    "each other", "one another", "the image", "image", "images", "the", "a", "an", "a group",
-    "other objects", "lots", "a set",
+    "it",
+    "I",
+    "me",
+    "mine",
+    "you",
+    "your",
+    "yours",
+    "he",
+    "him",
+    "his",
+    "she",
+    "her",
+    "hers",
+    "they",
+    "them",
+    "their",
+    "theirs",
+    "one",
+    "oneself",
+    "we",
+    "us",
+    "our",
+    "ours",
+    "its",
+    "myself",
+    "yourself",
+    "himself",
+    "herself",
+    "itself",
+    "ourselves",
+    "yourselves",
+    "themselves",
+    "this",
+    "that",
+    "these",
+    "those",
+    "who",
+    "whom",
+    "whose",
+    "which",
+    "what",
+    "all",
+    "another",
+    "any",
+    "anybody",
+    "anyone",
+    "anything",
+    "each",
+    "everybody",
+    "everyone",
+    "everything",
+    "few",
+    "many",
+    "nobody",
+    "none",
+    "several",
+    "some",
+    "somebody",
+    "someone",
+    "something",
+    "each other",
+    "one another",
+    "the image",
+    "image",
+    "images",
+    "the",
+    "a",
+    "an",
+    "a group",
+    "other objects",
+    "lots",
+    "a set",
 ];
 
 /// A structured answer, one variant per post-processing kind of transformers. Coordinates are
@@ -78,15 +142,16 @@ fn re(pattern: &str) -> Regex {
     Regex::new(pattern).unwrap_or_else(|e| unreachable!("bad pattern {pattern}: {e}"))
 }
 
-static PHRASE_WITH_BOXES: LazyLock<Regex> =
-    LazyLock::new(|| re(r"([^<]+(?:<loc_[0-9]+>){4,})"));
+static PHRASE_WITH_BOXES: LazyLock<Regex> = LazyLock::new(|| re(r"([^<]+(?:<loc_[0-9]+>){4,})"));
 static EMPTY_PHRASE_WITH_BOXES: LazyLock<Regex> = LazyLock::new(|| re(r"(?:(?:<loc_[0-9]+>){4,})"));
 static PHRASE_TEXT: LazyLock<Regex> =
     LazyLock::new(|| re(r"^\s*(.*?)(?=<od>|</od>|<box>|</box>|<bbox>|</bbox>|<loc_)"));
 static BOX: LazyLock<Regex> =
     LazyLock::new(|| re(r"<loc_([0-9]+)><loc_([0-9]+)><loc_([0-9]+)><loc_([0-9]+)>"));
 static OCR: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(.+?)<loc_([0-9]+)><loc_([0-9]+)><loc_([0-9]+)><loc_([0-9]+)><loc_([0-9]+)><loc_([0-9]+)><loc_([0-9]+)><loc_([0-9]+)>")
+    re(
+        r"(.+?)<loc_([0-9]+)><loc_([0-9]+)><loc_([0-9]+)><loc_([0-9]+)><loc_([0-9]+)><loc_([0-9]+)><loc_([0-9]+)><loc_([0-9]+)>",
+    )
 });
 static POLY_PHRASE: LazyLock<Regex> =
     LazyLock::new(|| re(r"([^<]+(?:<loc_[0-9]+>|<sep>|<poly>|</poly>){4,})"));
@@ -114,7 +179,11 @@ fn clean(text: &str) -> String {
 fn find_all(re: &Regex, text: &str) -> Vec<String> {
     re.captures_iter(text)
         .filter_map(Result::ok)
-        .filter_map(|c| c.get(1).or_else(|| c.get(0)).map(|m| m.as_str().to_string()))
+        .filter_map(|c| {
+            c.get(1)
+                .or_else(|| c.get(0))
+                .map(|m| m.as_str().to_string())
+        })
         .collect()
 }
 
@@ -317,9 +386,7 @@ impl PostProcessor {
         };
         let mut out = Vec::new();
         for phrase in find_all(pattern, &clean(text)) {
-            let stripped = LEADING_LOC
-                .replace(&phrase, "")
-                .into_owned();
+            let stripped = LEADING_LOC.replace(&phrase, "").into_owned();
             if stripped.is_empty() && !allow_empty {
                 continue;
             }

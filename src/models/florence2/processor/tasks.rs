@@ -7,7 +7,10 @@ use super::ProcessorError;
 /// (the order decides which token an error names when a prompt holds several).
 pub const TASKS_WITHOUT_INPUT: [(&str, &str); 8] = [
     ("<OCR>", "What is the text in the image?"),
-    ("<OCR_WITH_REGION>", "What is the text in the image, with regions?"),
+    (
+        "<OCR_WITH_REGION>",
+        "What is the text in the image, with regions?",
+    ),
     ("<CAPTION>", "What does the image describe?"),
     (
         "<DETAILED_CAPTION>",
@@ -46,9 +49,15 @@ pub const TASKS_WITH_INPUT: [(&str, &str); 7] = [
         "<REGION_TO_SEGMENTATION>",
         "What is the polygon mask of region {input}",
     ),
-    ("<OPEN_VOCABULARY_DETECTION>", "Locate {input} in the image."),
+    (
+        "<OPEN_VOCABULARY_DETECTION>",
+        "Locate {input} in the image.",
+    ),
     ("<REGION_TO_CATEGORY>", "What is the region {input}?"),
-    ("<REGION_TO_DESCRIPTION>", "What does the region {input} describe?"),
+    (
+        "<REGION_TO_DESCRIPTION>",
+        "What does the region {input} describe?",
+    ),
     ("<REGION_TO_OCR>", "What text is in the region {input}?"),
 ];
 
