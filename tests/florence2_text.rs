@@ -459,8 +459,18 @@ fn local_folder_resolves() {
 
     let original = tmp.path().join("original");
     write_model_dir(&original, "pytorch_model.bin", true);
-    std::fs::write(original.join("preprocessor_config.json"), "{}").unwrap();
+    std::fs::write(
+        original.join("preprocessor_config.json"),
+        r#"{"size": {"height": 384, "width": 384}, "resample": 3}"#,
+    )
+    .unwrap();
     let files = Florence2Files::from_dir(&original).unwrap();
+    let p = Florence2Processor::from_files(&files).unwrap();
+    assert_eq!(
+        p.image_config(),
+        &ImageConfig::default().with_size(384, 384)
+    );
+    assert_eq!(p.prompt_ids("<OD>").unwrap().first(), Some(&0));
     assert_eq!(files.weights_format, WeightsFormat::PytorchBin);
     assert_eq!(
         files.preprocessor_config,

@@ -32,6 +32,7 @@ pub use postprocess::{
 pub use resize::{Resample, resize_rgb8};
 pub use tasks::{TASKS_WITH_INPUT, TASKS_WITHOUT_INPUT, construct_prompt};
 
+use super::hub::Florence2Files;
 use super::tokenizer::{BatchEncoding, BatchOptions, Florence2Tokenizer, TokenizerError};
 
 /// Why a prompt or an image could not be processed.
@@ -94,6 +95,17 @@ impl Florence2Processor {
             image,
             post: PostProcessor::default(),
         }
+    }
+
+    /// The processor of a resolved checkpoint: its `tokenizer.json`, and its
+    /// `preprocessor_config.json` when there is one (else Florence-2's defaults).
+    pub fn from_files(files: &Florence2Files) -> Result<Self, ProcessorError> {
+        let tokenizer = Florence2Tokenizer::from_file(&files.tokenizer)?;
+        let image = match &files.preprocessor_config {
+            Some(path) => ImageConfig::from_preprocessor_config(path)?,
+            None => ImageConfig::default(),
+        };
+        Ok(Self::new(tokenizer, image))
     }
 
     /// The tokenizer.
