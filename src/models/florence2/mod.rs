@@ -3,7 +3,10 @@
 //! and from transformers' converted ones.
 
 pub mod davit;
+pub mod hub;
+pub mod processor;
 pub mod projector;
+pub mod tokenizer;
 
 pub use davit::{Davit, DavitConfig};
 pub use projector::MultiModalProjector;
