@@ -2,11 +2,17 @@
 //! language model, and the BART encoder-decoder, loadable from Microsoft's published checkpoints
 //! and from transformers' converted ones.
 
+pub mod bart;
+mod config;
 pub mod davit;
+pub mod generate;
 pub mod hub;
 pub mod processor;
 pub mod projector;
 pub mod tokenizer;
 
+pub use bart::{BartConfig, BartModel};
+pub use config::{CheckpointLayout, Florence2Config};
 pub use davit::{Davit, DavitConfig};
+pub use generate::{GenerationConfig, generate};
 pub use projector::MultiModalProjector;

@@ -1,0 +1,295 @@
+//! Loading BART's part of a Florence-2 checkpoint, in either layout:
+//!
+//! * transformers-native `model.safetensors`: keys `model.language_model.<burn path>` plus
+//!   `lm_head.weight` ([`NATIVE_KEY_RULES`]);
+//! * Microsoft's original `pytorch_model.bin` (fp16 pickle): keys
+//!   `language_model.model.<burn path>`, `language_model.lm_head.weight` and
+//!   `language_model.final_logits_bias` ([`ORIGINAL_KEY_RULES`]).
+//!
+//! Tied copies of the token embedding (`lm_head.weight`, `encoder.embed_tokens.weight`,
+//! `decoder.embed_tokens.weight` after remapping) are skipped when `shared.weight` is present
+//! and stand in for it when it is not. Half-precision tensors are upcast to f32 after loading
+//! (burn-store keeps a tensor's file dtype). `final_logits_bias` is not a parameter: a
+//! non-zero one is set with [`BartModel::with_final_logits_bias`], an all-zero one (every
+//! published checkpoint) is dropped, which is what transformers' native port computes.
+
+use std::path::Path;
+
+use burn::module::{ModuleMapper, Param};
+use burn::prelude::*;
+use burn::tensor::DType;
+use burn_store::{
+    ApplyError, ApplyResult, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore,
+    SafetensorsStore,
+};
+
+use super::config::BartConfig;
+use super::model::BartModel;
+use crate::models::WeightsError;
+
+/// Regex rules (`from`, `to`, applied in order) mapping Microsoft's original checkpoint keys
+/// to BART's burn module paths. `language_model.lm_head.weight` and
+/// `language_model.final_logits_bias` become `lm_head.weight` and `final_logits_bias`, which
+/// are not module paths: see [`TIED_EMBEDDING_KEYS`] and [`FINAL_LOGITS_BIAS_KEY`].
+pub const ORIGINAL_KEY_RULES: &[(&str, &str)] = &[
+    (r"^language_model\.model\.", ""),
+    (r"^language_model\.lm_head\.", "lm_head."),
+    (
+        r"^language_model\.final_logits_bias$",
+        FINAL_LOGITS_BIAS_KEY,
+    ),
+];
+
+/// Regex rules mapping transformers-native keys (`model.language_model.*`) to BART's burn
+/// module paths; the native `lm_head.weight` keeps its name (see [`TIED_EMBEDDING_KEYS`]).
+pub const NATIVE_KEY_RULES: &[(&str, &str)] = &[(r"^model\.language_model\.", "")];
+
+/// Keys (after remapping) holding tied copies of `shared.weight`: skipped when the file has
+/// `shared.weight`, otherwise the first one present is loaded into it. Each comes with the
+/// anchored regex that renames it.
+pub const TIED_EMBEDDING_KEYS: &[(&str, &str)] = &[
+    ("lm_head.weight", r"^lm_head\.weight$"),
+    (
+        "encoder.embed_tokens.weight",
+        r"^encoder\.embed_tokens\.weight$",
+    ),
+    (
+        "decoder.embed_tokens.weight",
+        r"^decoder\.embed_tokens\.weight$",
+    ),
+];
+
+/// Where [`ORIGINAL_KEY_RULES`] put Microsoft's `final_logits_bias` (`[1, vocab_size]`).
+pub const FINAL_LOGITS_BIAS_KEY: &str = "final_logits_bias";
+
+/// The burn path of the token embedding.
+const SHARED_KEY: &str = "shared.weight";
+
+/// The key layout of a Florence-2 checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyLayout {
+    /// transformers' `Florence2ForConditionalGeneration` (`model.language_model.*`).
+    Native,
+    /// Microsoft's remote-code model (`language_model.model.*`).
+    Original,
+}
+
+impl KeyLayout {
+    /// The remapping rules of BART's keys in this layout.
+    pub fn rules(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Self::Native => NATIVE_KEY_RULES,
+            Self::Original => ORIGINAL_KEY_RULES,
+        }
+    }
+}
+
+impl<B: Backend> BartModel<B> {
+    /// Loads the language model of a Florence-2 checkpoint file: `.safetensors` or a
+    /// `torch.save` pickle (`.bin`, `.pth`, `.pt`), with the keys of `layout`. Keys of the
+    /// other parts (vision tower, projector) are ignored; every BART parameter must be present
+    /// (through a tied copy for `shared.weight`) and every BART key of the file must load.
+    ///
+    /// # Errors
+    /// [`WeightsError::InvalidConfig`] for an invalid `config`, [`WeightsError::Read`] if the
+    /// file cannot be read, [`WeightsError::ShapeMismatch`], [`WeightsError::BadTensor`],
+    /// [`WeightsError::MissingKey`] and [`WeightsError::UnexpectedKey`] naming the first
+    /// offending key (as a burn path, after remapping).
+    pub fn load_language_model(
+        path: impl AsRef<Path>,
+        layout: KeyLayout,
+        config: &BartConfig,
+        device: &B::Device,
+    ) -> Result<Self, WeightsError> {
+        let path = path.as_ref();
+        config
+            .validate()
+            .map_err(|e| WeightsError::InvalidConfig(e.to_string()))?;
+        let model =
+            Self::new(config, 0, device).map_err(|e| WeightsError::InvalidConfig(e.to_string()))?;
+        let rules = layout.rules();
+        let is_safetensors = path
+            .extension()
+            .is_some_and(|ext| ext.eq_ignore_ascii_case("safetensors"));
+        if is_safetensors {
+            let open = |extra: &[(&str, &str)]| {
+                let mut store = SafetensorsStore::from_file(path)
+                    .with_from_adapter(PyTorchToBurnAdapter)
+                    .map_indices_contiguous(false)
+                    .skip_enum_variants(true)
+                    .allow_partial(true)
+                    .validate(false);
+                for (from, to) in rules.iter().chain(extra) {
+                    store = store.with_key_remapping(*from, *to);
+                }
+                store
+            };
+            load(model, open, path)
+        } else {
+            let open = |extra: &[(&str, &str)]| {
+                let mut store = PytorchStore::from_file(path)
+                    .map_indices_contiguous(false)
+                    .skip_enum_variants(true)
+                    .allow_partial(true)
+                    .validate(false);
+                for (from, to) in rules.iter().chain(extra) {
+                    store = store.with_key_remapping(*from, *to);
+                }
+                store
+            };
+            load(model, open, path)
+        }
+    }
+}
+
+fn load<B: Backend, S: ModuleStore>(
+    mut model: BartModel<B>,
+    open: impl Fn(&[(&str, &str)]) -> S,
+    path: &Path,
+) -> Result<BartModel<B>, WeightsError> {
+    let file = path.display().to_string();
+    let read_error = |reason: String| WeightsError::Read {
+        path: file.clone(),
+        reason,
+    };
+    let keys = open(&[]).keys().map_err(|e| read_error(e.to_string()))?;
+    let has = |key: &str| keys.iter().any(|k| k == key);
+    // Without `shared.weight`, the first tied copy present stands in for it.
+    let fallback: Vec<(&str, &str)> = if has(SHARED_KEY) {
+        Vec::new()
+    } else {
+        TIED_EMBEDDING_KEYS
+            .iter()
+            .find(|(key, _)| has(key))
+            .map(|(_, pattern)| vec![(*pattern, SHARED_KEY)])
+            .unwrap_or_default()
+    };
+    let mut store = open(&fallback);
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| read_error(e.to_string()))?;
+    check(result, &file)?;
+
+    let device = model.shared.weight.device();
+    let mut model = model.map(&mut UpcastToF32);
+    let bias = store
+        .get_snapshot(FINAL_LOGITS_BIAS_KEY)
+        .map_err(|e| read_error(e.to_string()))?
+        .map(|snapshot| snapshot.to_data())
+        .transpose()
+        .map_err(|e| WeightsError::BadTensor {
+            path: file.clone(),
+            key: FINAL_LOGITS_BIAS_KEY.to_string(),
+            reason: format!("{e:?}"),
+        })?;
+    if let Some(data) = bias {
+        let values: Vec<f32> = data.iter::<f32>().collect();
+        if values.len() != model.vocab_size() {
+            return Err(WeightsError::ShapeMismatch {
+                path: file,
+                key: FINAL_LOGITS_BIAS_KEY.to_string(),
+                expected: vec![1, model.vocab_size()],
+                found: data.shape.to_vec(),
+            });
+        }
+        if values.iter().any(|&v| v != 0.0) {
+            let len = values.len();
+            let bias =
+                Tensor::<B, 1>::from_data(burn::tensor::TensorData::new(values, [len]), &device);
+            model.final_logits_bias = Some(bias);
+        }
+    }
+    Ok(model)
+}
+
+/// Casts every float parameter that is not f32 (fp16 checkpoints) to f32.
+struct UpcastToF32;
+
+impl<B: Backend> ModuleMapper<B> for UpcastToF32 {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        if param.val().dtype() == DType::F32 {
+            return param;
+        }
+        param.map(|tensor| {
+            let grad = tensor.is_require_grad();
+            tensor.cast(DType::F32).set_require_grad(grad)
+        })
+    }
+}
+
+/// Whether an unused key (after remapping) belongs to BART and is not a deliberately skipped
+/// tied copy or the bias.
+fn is_unexpected(key: &str) -> bool {
+    let bart =
+        key.starts_with("shared.") || key.starts_with("encoder.") || key.starts_with("decoder.");
+    bart && !TIED_EMBEDDING_KEYS.iter().any(|(tied, _)| *tied == key)
+}
+
+/// Turns burn-store's report into the first error: bad tensors, then missing keys, then
+/// unexpected BART keys.
+fn check(result: ApplyResult, file: &str) -> Result<(), WeightsError> {
+    if let Some(error) = result.errors.into_iter().next() {
+        let path = file.to_string();
+        return Err(match error {
+            ApplyError::ShapeMismatch {
+                path: key,
+                expected,
+                found,
+            } => WeightsError::ShapeMismatch {
+                path,
+                key,
+                expected: expected.to_vec(),
+                found: found.to_vec(),
+            },
+            ApplyError::DTypeMismatch {
+                path: key,
+                expected,
+                found,
+            } => WeightsError::BadTensor {
+                path,
+                key,
+                reason: format!("data type {found:?}, the model expects {expected:?}"),
+            },
+            ApplyError::AdapterError { path: key, message }
+            | ApplyError::LoadError { path: key, message } => WeightsError::BadTensor {
+                path,
+                key,
+                reason: message,
+            },
+        });
+    }
+    let mut missing: Vec<String> = result.missing.into_iter().map(|(key, _)| key).collect();
+    missing.sort();
+    if let Some(key) = missing.first() {
+        return Err(WeightsError::MissingKey {
+            path: file.to_string(),
+            key: key.clone(),
+            others: missing.len() - 1,
+        });
+    }
+    // burn-store finds a LayerNorm's `gamma` / `beta` under PyTorch's `weight` / `bias` but
+    // still reports those keys unused: they were loaded.
+    let loaded_as_alias: Vec<String> = result
+        .applied
+        .iter()
+        .filter_map(|path| {
+            path.strip_suffix(".gamma")
+                .map(|p| format!("{p}.weight"))
+                .or_else(|| path.strip_suffix(".beta").map(|p| format!("{p}.bias")))
+        })
+        .collect();
+    let mut unexpected: Vec<String> = result
+        .unused
+        .into_iter()
+        .filter(|key| is_unexpected(key) && !loaded_as_alias.contains(key))
+        .collect();
+    unexpected.sort();
+    if let Some(key) = unexpected.first() {
+        return Err(WeightsError::UnexpectedKey {
+            path: file.to_string(),
+            key: key.clone(),
+            others: unexpected.len() - 1,
+        });
+    }
+    Ok(())
+}
