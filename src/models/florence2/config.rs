@@ -105,7 +105,7 @@ impl Florence2Config {
     pub fn from_json(text: &str) -> Result<(Self, CheckpointLayout)> {
         let root: Value = serde_json::from_str(text)
             .map_err(|e| FedError::config("config.json", e.to_string()))?;
-        let section = |name: &str| {
+        let section = |name: &'static str| {
             root.get(name)
                 .filter(|v| v.is_object())
                 .cloned()

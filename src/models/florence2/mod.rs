@@ -7,12 +7,15 @@ mod config;
 pub mod davit;
 pub mod generate;
 pub mod hub;
+mod model;
 pub mod processor;
 pub mod projector;
 pub mod tokenizer;
+pub mod weights;
 
 pub use bart::{BartConfig, BartModel};
 pub use config::{CheckpointLayout, Florence2Config};
 pub use davit::{Davit, DavitConfig};
 pub use generate::{GenerationConfig, generate};
+pub use model::{Encoded, Florence2, LANGUAGE_MODEL_PREFIX};
 pub use projector::MultiModalProjector;

@@ -1,0 +1,146 @@
+//! Loading a whole Florence-2 from a checkpoint folder in either published layout.
+//!
+//! The parts load themselves ([`super::davit::weights`] for the vision tower and projector,
+//! [`BartModel::load_language_model`] for BART, each with its own key rules and fp16
+//! upcasting); this file picks the files, checks that no tensor of the checkpoint belongs to
+//! none of the parts, and assembles the model.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use burn_store::{ModuleStore, PytorchStore, SafetensorsStore};
+
+use super::bart::{BartModel, KeyLayout};
+use super::config::{CheckpointLayout, Florence2Config};
+use super::davit::weights::{load_native, load_original};
+use super::model::Florence2;
+use crate::models::WeightsError;
+
+/// The checkpoint keys each layout may hold, by prefix; anything else is unexpected.
+fn known_prefixes(layout: CheckpointLayout) -> &'static [&'static str] {
+    match layout {
+        CheckpointLayout::Native => &[
+            "model.vision_tower.",
+            "model.multi_modal_projector.",
+            "model.language_model.",
+            "lm_head.weight",
+        ],
+        CheckpointLayout::Original => &[
+            "vision_tower.",
+            "image_projection",
+            "image_proj_norm.",
+            "image_pos_embed.",
+            "visual_temporal_embed.",
+            "language_model.",
+        ],
+    }
+}
+
+/// The weights file of a folder: `model.safetensors` for the native layout,
+/// `pytorch_model.bin` (or `model.safetensors` with the original keys) for the original one.
+pub fn weights_file(dir: &Path, layout: CheckpointLayout) -> Result<PathBuf, WeightsError> {
+    let candidates: &[&str] = match layout {
+        CheckpointLayout::Native => &["model.safetensors", "pytorch_model.bin"],
+        CheckpointLayout::Original => &["pytorch_model.bin", "model.safetensors"],
+    };
+    candidates
+        .iter()
+        .map(|name| dir.join(name))
+        .find(|path| path.is_file())
+        .ok_or_else(|| WeightsError::Read {
+            path: dir.display().to_string(),
+            reason: format!("no weights file: expected one of {candidates:?}"),
+        })
+}
+
+impl<B: Backend> Florence2<B> {
+    /// Loads a local checkpoint folder in either layout: `config.json` (Microsoft's or
+    /// transformers') and `pytorch_model.bin` or `model.safetensors`. Half-precision weights are
+    /// upcast to f32; tied embeddings absent from the file are taken from `shared`.
+    ///
+    /// ```no_run
+    /// use burn::backend::Flex;
+    /// use fedvlm::models::florence2::Florence2;
+    /// let model = Florence2::<Flex>::load("Florence-2-base", &Default::default())?;
+    /// # Ok::<(), fedvlm::models::WeightsError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`WeightsError::InvalidConfig`] for an unreadable or invalid `config.json`,
+    /// [`WeightsError::Read`] for a missing or unreadable weights file, and
+    /// [`WeightsError::MissingKey`], [`WeightsError::UnexpectedKey`],
+    /// [`WeightsError::ShapeMismatch`] and [`WeightsError::BadTensor`] naming the first
+    /// offending key.
+    pub fn load(dir: impl AsRef<Path>, device: &B::Device) -> Result<Self, WeightsError> {
+        let dir = dir.as_ref();
+        let (config, layout) = Florence2Config::from_file(dir.join("config.json"))
+            .map_err(|e| WeightsError::InvalidConfig(e.to_string()))?;
+        let weights = weights_file(dir, layout)?;
+        Self::load_file(&weights, &config, layout, device)
+    }
+
+    /// Loads one weights file (`.safetensors`, or a `torch.save` pickle) with the keys of
+    /// `layout` into a model of `config`.
+    ///
+    /// # Errors
+    /// As [`Florence2::load`].
+    pub fn load_file(
+        path: &Path,
+        config: &Florence2Config,
+        layout: CheckpointLayout,
+        device: &B::Device,
+    ) -> Result<Self, WeightsError> {
+        config
+            .validate()
+            .map_err(|e| WeightsError::InvalidConfig(e.to_string()))?;
+        check_no_stray_keys(path, layout)?;
+        let (vision_tower, multi_modal_projector) = match layout {
+            CheckpointLayout::Native => load_native(path, &config.vision, device)?,
+            CheckpointLayout::Original => load_original(path, &config.vision, device)?,
+        };
+        let keys = match layout {
+            CheckpointLayout::Native => KeyLayout::Native,
+            CheckpointLayout::Original => KeyLayout::Original,
+        };
+        let language_model = BartModel::load_language_model(path, keys, &config.text, device)?;
+        Ok(Self {
+            vision_tower,
+            multi_modal_projector,
+            language_model,
+        })
+    }
+}
+
+/// Every key must belong to one of the parts (each part's loader checks its own keys).
+fn check_no_stray_keys(path: &Path, layout: CheckpointLayout) -> Result<(), WeightsError> {
+    let read_error = |reason: String| WeightsError::Read {
+        path: path.display().to_string(),
+        reason,
+    };
+    let is_safetensors = path
+        .extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("safetensors"));
+    let keys = if is_safetensors {
+        SafetensorsStore::from_file(path)
+            .keys()
+            .map_err(|e| read_error(e.to_string()))?
+    } else {
+        PytorchStore::from_file(path)
+            .keys()
+            .map_err(|e| read_error(e.to_string()))?
+    };
+    let prefixes = known_prefixes(layout);
+    let mut stray: Vec<String> = keys
+        .into_iter()
+        .filter(|key| !prefixes.iter().any(|p| key.starts_with(p)))
+        .collect();
+    stray.sort();
+    match stray.first() {
+        Some(key) => Err(WeightsError::UnexpectedKey {
+            path: path.display().to_string(),
+            key: key.clone(),
+            others: stray.len() - 1,
+        }),
+        None => Ok(()),
+    }
+}
