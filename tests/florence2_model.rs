@@ -190,8 +190,8 @@ fn a_peft_adapter_gives_peft_logits() {
         "base_model.model.model.language_model.decoder.layers.1.self_attn.q_proj.lora_A.weight"
     );
     let model = load_peft_adapter(&model, dir.join("adapter"), "model.", &lora).expect("peft");
-    let expected = TensorFile::open(dir.join("io.safetensors"))
-        .float::<B, 3>("logits", &Default::default());
+    let expected =
+        TensorFile::open(dir.join("io.safetensors")).float::<B, 3>("logits", &Default::default());
     let diff = max_abs_diff(logits_of(&model), expected);
     assert!(diff < TOLERANCE, "adapted logits differ by {diff}");
 }
@@ -280,4 +280,71 @@ fn a_folder_without_weights_is_a_read_error() {
     )
     .expect("config");
     assert!(matches!(load_err(dir.path()), WeightsError::Read { .. }));
+}
+
+/// The federated state of the core crate works on Florence-2 unchanged: under each rule exactly
+/// the rule's adapter matrices of the two targets travel, and only the adapters train.
+#[test]
+fn federated_state_on_florence2_follows_the_sharing_rule() {
+    use burn::backend::Autodiff;
+    use fedvlm::Sharing;
+    use fedvlm::federated::state::parameter_shapes;
+    use fedvlm::federated::{ShareSpec, collect_shared};
+    use fedvlm::lora::freeze_all;
+
+    type AB = Autodiff<Flex>;
+    let model = Florence2::<AB>::load(
+        florence2_fixtures().join("tiny_native"),
+        &Default::default(),
+    )
+    .expect("load");
+    let targets = model.default_adapter_targets();
+    let model = model
+        .with_adapters(&LoraConfig::paper(), &targets, 11)
+        .expect("adapters");
+    let total = parameter_shapes::<AB, _>(&model).len();
+    for sharing in Sharing::ALL {
+        let model = freeze_all(model.clone(), sharing);
+        let payload = collect_shared(&model, &ShareSpec::new(sharing));
+        let mut expected = Vec::new();
+        for target in &targets {
+            for (matrix, name) in [(AdapterMatrix::A, "lora_a"), (AdapterMatrix::B, "lora_b")] {
+                if sharing.shares(matrix) {
+                    expected.push(format!("{target}.{name}"));
+                }
+            }
+        }
+        expected.sort();
+        let names: Vec<&str> = payload.names().collect();
+        assert_eq!(names, expected, "{sharing:?}");
+        // Trainable tensors: the adapters the rule trains, nothing else of the ~300.
+        let trainable = count_trainable(&model);
+        let per_target = usize::from(sharing.trains(AdapterMatrix::A)) + 1;
+        assert_eq!(
+            trainable,
+            per_target * targets.len(),
+            "{sharing:?} of {total}"
+        );
+    }
+    let plora = collect_shared(
+        &freeze_all(model, Sharing::PLora),
+        &ShareSpec::new(Sharing::PLora),
+    );
+    // B of q_proj and v_proj: [d_model, rank] each.
+    assert!(plora.tensors.values().all(|t| t.shape == [32, 4]));
+}
+
+fn count_trainable<M: burn::module::Module<burn::backend::Autodiff<Flex>>>(model: &M) -> usize {
+    use burn::module::{ModuleVisitor, Param};
+    struct Count(usize);
+    impl<B: Backend> ModuleVisitor<B> for Count {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if param.is_require_grad() {
+                self.0 += 1;
+            }
+        }
+    }
+    let mut count = Count(0);
+    model.visit(&mut count);
+    count.0
 }

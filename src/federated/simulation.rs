@@ -206,8 +206,7 @@ pub(crate) fn mix_seed(parts: &[u64]) -> u64 {
 
 /// A client's model between its training sessions: the task model on the inner (non-autodiff)
 /// backend.
-pub type ClientModel<B, T> =
-    <<T as FederatedTask<B>>::Model as AutodiffModule<B>>::InnerModule;
+pub type ClientModel<B, T> = <<T as FederatedTask<B>>::Model as AutodiffModule<B>>::InnerModule;
 
 /// Runs federated rounds over the clients of a [`FederatedTask`].
 ///
