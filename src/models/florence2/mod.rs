@@ -1,6 +1,30 @@
 //! Florence-2 (Xiao et al., 2024) in burn: the DaViT vision encoder, the projector into the
 //! language model, and the BART encoder-decoder, loadable from Microsoft's published checkpoints
 //! and from transformers' converted ones.
+//!
+//! * [`Florence2`] (`model.rs`) composes the parts; [`Florence2Config`] (`config.rs`) reads
+//!   `config.json` in either layout; `weights.rs` loads a checkpoint folder.
+//! * [`davit`] and [`projector`]: the vision side; [`bart`]: the encoder-decoder with its
+//!   key/value cache and the adapter placement; [`generate`](mod@generate): greedy and beam
+//!   search.
+//! * [`tokenizer`], [`processor`] and [`hub`]: text, images and files.
+//!
+//! Every part is golden-tested against transformers 5.24 (`tests/florence2_*.rs`).
+//!
+//! ```no_run
+//! use burn::backend::Flex;
+//! use fedvlm::models::florence2::{Florence2, GenerationConfig};
+//! use fedvlm::LoraConfig;
+//!
+//! let device = Default::default();
+//! let model = Florence2::<Flex>::load("Florence-2-base", &device)?;
+//! // pLoRA where the paper puts it: the last decoder layer's self-attention q and v.
+//! let targets = model.default_adapter_targets();
+//! let model = model.with_adapters(&LoraConfig::paper(), &targets, 42)?;
+//! # let (pixel_values, input_ids) = todo!();
+//! let answer = model.generate(pixel_values, input_ids, None, &GenerationConfig::default())?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod bart;
 mod config;
