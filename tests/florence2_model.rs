@@ -94,7 +94,6 @@ fn generated_ids_match_transformers() {
             .generate(
                 io.float("pixel_values", &device),
                 io.int("input_ids", &device),
-                None,
                 &generation_settings(name),
             )
             .expect("generate");
@@ -125,7 +124,7 @@ fn padded_prompts_match_transformers() {
         ("padded_beam_ids", "beam_ids"),
     ] {
         let got = model
-            .generate(
+            .generate_masked(
                 io.float("pixel_values", &device),
                 io.int("padded_input_ids", &device),
                 Some(text_mask.clone()),

@@ -212,7 +212,7 @@ fn generated_ids_equal_the_models_on_the_same_inputs() {
     for beams in [1, 3] {
         let config = small_config(beams);
         let expected = model
-            .generate(
+            .generate_masked(
                 Tensor::from_data(TensorData::new(pixels.data.clone(), pixels.shape), &device),
                 Tensor::from_data(TensorData::new(ids.clone(), [2, len]), &device),
                 Some(Tensor::from_data(

@@ -22,7 +22,7 @@
 //! let targets = model.default_adapter_targets();
 //! let model = model.with_adapters(&LoraConfig::paper(), &targets, 42)?;
 //! # let (pixel_values, input_ids) = todo!();
-//! let answer = model.generate(pixel_values, input_ids, None, &GenerationConfig::default())?;
+//! let answer = model.generate(pixel_values, input_ids, &GenerationConfig::default())?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 

@@ -151,6 +151,19 @@ impl<B: Backend> Florence2<B> {
         &self,
         pixel_values: Tensor<B, 4>,
         input_ids: Tensor<B, 2, Int>,
+        config: &GenerationConfig,
+    ) -> Result<Vec<Vec<u32>>> {
+        self.generate_masked(pixel_values, input_ids, None, config)
+    }
+
+    /// [`Florence2::generate`] with a prompt padding mask (see [`Florence2::encode`]).
+    ///
+    /// # Errors
+    /// As [`Florence2::generate`].
+    pub fn generate_masked(
+        &self,
+        pixel_values: Tensor<B, 4>,
+        input_ids: Tensor<B, 2, Int>,
         attention_mask: Option<Tensor<B, 2, Int>>,
         config: &GenerationConfig,
     ) -> Result<Vec<Vec<u32>>> {

@@ -346,7 +346,7 @@ impl<B: Backend> Florence2Pipeline<B> {
             .min(self.config.text.max_position_embeddings);
         Ok(self
             .model
-            .generate(pixels.to_tensor(&self.device), input_ids, mask, &config)?)
+            .generate_masked(pixels.to_tensor(&self.device), input_ids, mask, &config)?)
     }
 }
 
