@@ -1,4 +1,4 @@
-//! Fixture readers shared by the Florence-2 integration tests.
+//! Fixture readers shared by the integration tests (MobileNetV3, Florence-2).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -40,7 +40,11 @@ impl TensorFile {
     }
 
     /// An f32 tensor.
-    pub fn float<B: Backend, const D: usize>(&self, name: &str, device: &B::Device) -> Tensor<B, D> {
+    pub fn float<B: Backend, const D: usize>(
+        &self,
+        name: &str,
+        device: &B::Device,
+    ) -> Tensor<B, D> {
         let (bytes, shape) = self.view(name, Dtype::F32);
         let values: Vec<f32> = bytes
             .chunks_exact(4)
@@ -60,7 +64,11 @@ impl TensorFile {
     }
 
     /// An i64 tensor.
-    pub fn int<B: Backend, const D: usize>(&self, name: &str, device: &B::Device) -> Tensor<B, D, Int> {
+    pub fn int<B: Backend, const D: usize>(
+        &self,
+        name: &str,
+        device: &B::Device,
+    ) -> Tensor<B, D, Int> {
         let (values, shape) = self.ints(name);
         Tensor::from_data(TensorData::new(values, shape), device)
     }
