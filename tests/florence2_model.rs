@@ -190,8 +190,8 @@ fn a_peft_adapter_gives_peft_logits() {
         "base_model.model.model.language_model.decoder.layers.1.self_attn.q_proj.lora_A.weight"
     );
     let model = load_peft_adapter(&model, dir.join("adapter"), "model.", &lora).expect("peft");
-    let expected = TensorFile::open(dir.join("io.safetensors"))
-        .float::<B, 3>("logits", &Default::default());
+    let expected =
+        TensorFile::open(dir.join("io.safetensors")).float::<B, 3>("logits", &Default::default());
     let diff = max_abs_diff(logits_of(&model), expected);
     assert!(diff < TOLERANCE, "adapted logits differ by {diff}");
 }

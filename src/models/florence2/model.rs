@@ -9,8 +9,8 @@ use super::davit::Davit;
 use super::generate::{GenerationConfig, generate};
 use super::projector::MultiModalProjector;
 use crate::error::{FedError, Result};
-use crate::lora::LoraConfig;
 use crate::federated::simulation::mix_seed;
+use crate::lora::LoraConfig;
 
 /// Path prefix of the language model inside [`Florence2`] (adapter targets are given with it:
 /// `language_model.decoder.layers.5.self_attn.q_proj`).
@@ -202,9 +202,9 @@ impl<B: Backend> Florence2<B> {
                 ))
             })?;
             let layer_seed = mix_seed(&[seed, i as u64]);
-            self.language_model = self.language_model.map_dense(path, |dense| {
-                dense.adapt(lora, layer_seed, target)
-            })?;
+            self.language_model = self
+                .language_model
+                .map_dense(path, |dense| dense.adapt(lora, layer_seed, target))?;
         }
         Ok(self)
     }
