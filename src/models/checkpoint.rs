@@ -263,39 +263,36 @@ impl<'a> ApplyCheck<'a> {
             });
         }
 
-        let mut missing: Vec<String> = result
+        let missing: Vec<String> = result
             .missing
             .into_iter()
             .map(|(key, _)| full(&key))
             .filter(|key| !(self.ignore_missing)(key))
             .collect();
-        missing.sort();
-        if let Some(key) = missing.first() {
-            return Err(WeightsError::MissingKey {
-                path,
-                key: key.clone(),
-                others: missing.len() - 1,
-            });
+        if let Some((key, others)) = first_sorted(missing) {
+            return Err(WeightsError::MissingKey { path, key, others });
         }
 
         let applied: HashSet<&str> = result.applied.iter().map(String::as_str).collect();
-        let mut unexpected: Vec<String> = result
+        let unexpected: Vec<String> = result
             .unused
             .iter()
             .filter(|key| !loaded_under_burn_name(key, &applied))
             .map(|key| full(key))
             .filter(|key| !(self.ignore_unused)(key))
             .collect();
-        unexpected.sort();
-        if let Some(key) = unexpected.first() {
-            return Err(WeightsError::UnexpectedKey {
-                path,
-                key: key.clone(),
-                others: unexpected.len() - 1,
-            });
+        match first_sorted(unexpected) {
+            Some((key, others)) => Err(WeightsError::UnexpectedKey { path, key, others }),
+            None => Ok(()),
         }
-        Ok(())
     }
+}
+
+/// The first of `keys` in sorted order, and how many others there are (as errors name them).
+pub(crate) fn first_sorted(mut keys: Vec<String>) -> Option<(String, usize)> {
+    keys.sort();
+    let others = keys.len().checked_sub(1)?;
+    Some((keys.swap_remove(0), others))
 }
 
 /// Whether `key` is a PyTorch LayerNorm name (`weight`, `bias`) whose burn name (`gamma`,
@@ -370,6 +367,13 @@ mod tests {
         assert!(!loaded_under_burn_name("enc.fc.weight", &applied));
         assert!(!loaded_under_burn_name("enc.normweight", &applied));
         assert!(!loaded_under_burn_name("enc.norm.running_mean", &applied));
+    }
+
+    #[test]
+    fn first_sorted_counts_the_others() {
+        let keys = vec!["b".to_string(), "c".to_string(), "a".to_string()];
+        assert_eq!(first_sorted(keys), Some(("a".to_string(), 2)));
+        assert_eq!(first_sorted(Vec::new()), None);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::config::{CheckpointLayout, Florence2Config};
 use super::davit::weights::{load_native, load_original};
 use super::model::Florence2;
 use crate::models::WeightsError;
-use crate::models::checkpoint::Checkpoint;
+use crate::models::checkpoint::{Checkpoint, first_sorted};
 
 /// The checkpoint keys each layout may hold, by prefix; anything else is unexpected.
 fn known_prefixes(layout: CheckpointLayout) -> &'static [&'static str] {
@@ -115,16 +115,15 @@ impl<B: Backend> Florence2<B> {
 fn check_no_stray_keys(path: &Path, layout: CheckpointLayout) -> Result<(), WeightsError> {
     let checkpoint = Checkpoint::open(path)?;
     let prefixes = known_prefixes(layout);
-    let mut stray: Vec<String> = checkpoint
+    let stray: Vec<String> = checkpoint
         .keys()
         .filter(|key| !prefixes.iter().any(|p| key.starts_with(p)))
         .collect();
-    stray.sort();
-    match stray.first() {
-        Some(key) => Err(WeightsError::UnexpectedKey {
+    match first_sorted(stray) {
+        Some((key, others)) => Err(WeightsError::UnexpectedKey {
             path: checkpoint.file().to_string(),
-            key: key.clone(),
-            others: stray.len() - 1,
+            key,
+            others,
         }),
         None => Ok(()),
     }
