@@ -4,18 +4,19 @@
 //! Fixtures: `tests/fixtures/florence2/` from `scripts/generate_florence2_reference.py` (a tiny
 //! random Florence-2: d_model 32, 4 heads, 2 + 2 layers, vocabulary 96; see its README).
 
-use std::path::{Path, PathBuf};
+mod common;
 
 use burn::backend::Flex;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
-use burn::tensor::{DType, TensorData};
+use burn::tensor::DType;
+use common::{TensorFile, florence2_fixtures as fixtures, max_abs_diff};
 use fedvlm::models::WeightsError;
 use fedvlm::models::florence2::bart::{BartConfig, BartModel, KeyLayout};
 use fedvlm::models::florence2::generate::{EarlyStopping, GenerationConfig, generate};
 use fedvlm::{FedError, LoraConfig};
 use safetensors::SafeTensors;
-use safetensors::tensor::{Dtype, TensorView};
+use safetensors::tensor::TensorView;
 
 type B = Flex;
 
@@ -23,59 +24,20 @@ const TOLERANCE: f32 = 1e-4;
 /// Image tokens at the start of `inputs_embeds` (1 + 2 * 2).
 const IMAGE_TOKENS: usize = 5;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/florence2")
-}
-
-fn io_bytes() -> Vec<u8> {
-    std::fs::read(fixtures().join("tiny_io.safetensors")).expect("tiny_io.safetensors")
+fn io() -> TensorFile {
+    TensorFile::open(fixtures().join("tiny_io.safetensors"))
 }
 
 fn float<const D: usize>(name: &str) -> Tensor<B, D> {
-    let bytes = io_bytes();
-    let tensors = SafeTensors::deserialize(&bytes).expect("valid safetensors");
-    let view = tensors.tensor(name).expect("tensor in tiny_io.safetensors");
-    assert_eq!(view.dtype(), Dtype::F32, "{name}");
-    let values: Vec<f32> = view
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    Tensor::from_data(
-        TensorData::new(values, view.shape().to_vec()),
-        &Default::default(),
-    )
-}
-
-fn ids(name: &str) -> (Vec<i64>, Vec<usize>) {
-    let bytes = io_bytes();
-    let tensors = SafeTensors::deserialize(&bytes).expect("valid safetensors");
-    let view = tensors.tensor(name).expect("tensor in tiny_io.safetensors");
-    assert_eq!(view.dtype(), Dtype::I64, "{name}");
-    let values = view
-        .data()
-        .chunks_exact(8)
-        .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
-        .collect();
-    (values, view.shape().to_vec())
+    io().float(name, &Default::default())
 }
 
 fn int_tensor(name: &str) -> Tensor<B, 2, Int> {
-    let (values, shape) = ids(name);
-    Tensor::from_data(TensorData::new(values, shape), &Default::default())
+    io().int(name, &Default::default())
 }
 
 fn id_rows(name: &str) -> Vec<Vec<u32>> {
-    let (values, shape) = ids(name);
-    values
-        .chunks(shape[1])
-        .map(|row| row.iter().map(|&v| u32::try_from(v).expect("id")).collect())
-        .collect()
-}
-
-fn max_abs_diff<const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b).abs().max().into_scalar()
+    io().id_rows(name)
 }
 
 fn text_config(layout: &str) -> BartConfig {

@@ -5,13 +5,16 @@
 //! Fixtures: `tests/fixtures/florence2/` (see its README), made by
 //! `scripts/generate_florence2_reference.py`.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 
 use burn::backend::{Autodiff, Flex};
 use burn::module::{Module, Param};
 use burn::prelude::*;
-use burn::tensor::{DType, Distribution, TensorData};
+use burn::tensor::{DType, Distribution};
 use burn_store::{ModuleSnapshot, ModuleStore, PytorchStore};
+use common::{TensorFile, florence2_fixtures as fixtures, max_abs_diff};
 use fedvlm::FedError;
 use fedvlm::models::WeightsError;
 use fedvlm::models::florence2::davit::weights::{
@@ -23,16 +26,11 @@ use fedvlm::models::florence2::davit::window::{
 use fedvlm::models::florence2::davit::{self, Davit, DavitConfig};
 use fedvlm::models::florence2::projector::{self, MultiModalProjector, cosine_table};
 use safetensors::SafeTensors;
-use safetensors::tensor::Dtype;
 
 type B = Flex;
 type AB = Autodiff<Flex>;
 
 const TOLERANCE: f32 = 1e-4;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/florence2")
-}
 
 fn native_file() -> PathBuf {
     fixtures().join("tiny_native/model.safetensors")
@@ -51,24 +49,7 @@ fn tiny_config() -> DavitConfig {
 
 /// One f32 tensor of `tiny_io.safetensors`.
 fn reference<Bk: Backend, const D: usize>(name: &str) -> Tensor<Bk, D> {
-    let bytes = std::fs::read(fixtures().join("tiny_io.safetensors")).expect("tiny_io");
-    let tensors = SafeTensors::deserialize(&bytes).expect("valid safetensors");
-    let view = tensors.tensor(name).expect("tensor in tiny_io");
-    assert_eq!(view.dtype(), Dtype::F32, "{name}");
-    let values: Vec<f32> = view
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    Tensor::from_data(
-        TensorData::new(values, view.shape().to_vec()),
-        &Default::default(),
-    )
-}
-
-fn max_abs_diff<Bk: Backend, const D: usize>(a: Tensor<Bk, D>, b: Tensor<Bk, D>) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b).abs().max().into_scalar().elem::<f32>()
+    TensorFile::open(fixtures().join("tiny_io.safetensors")).float(name, &Default::default())
 }
 
 /// Runs tower and projector on the fixture's images and compares every stage and the image

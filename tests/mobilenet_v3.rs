@@ -3,6 +3,8 @@
 //! Fixtures come from `scripts/generate_reference.py` (torchvision 0.24.1, every parameter and
 //! buffer randomised, eval mode).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -10,8 +12,8 @@ use burn::backend::{Autodiff, Flex};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
-use burn::tensor::TensorData;
 use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot};
+use common::{TensorFile, max_abs_diff};
 use fedvlm::LoraConfig;
 use fedvlm::federated::path::PathTracker;
 use fedvlm::federated::{ShareSpec, collect_shared};
@@ -65,24 +67,7 @@ fn reference<const D: usize>(name: &str) -> Tensor<B, D> {
 
 /// Reads one f32 tensor of `dir/io.safetensors`.
 fn reference_in<const D: usize>(dir: &Path, name: &str) -> Tensor<B, D> {
-    let bytes = std::fs::read(dir.join("io.safetensors")).expect("io.safetensors");
-    let tensors = SafeTensors::deserialize(&bytes).expect("valid safetensors");
-    let view = tensors.tensor(name).expect("tensor in io.safetensors");
-    assert_eq!(view.dtype(), Dtype::F32);
-    let values: Vec<f32> = view
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    Tensor::from_data(
-        TensorData::new(values, view.shape().to_vec()),
-        &Default::default(),
-    )
-}
-
-fn max_abs_diff<const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b).abs().max().into_scalar()
+    TensorFile::open(dir.join("io.safetensors")).float(name, &Default::default())
 }
 
 fn check_golden(name: &str, model: &MobileNetV3<B>, source: &str) {

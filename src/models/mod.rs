@@ -3,6 +3,7 @@
 //! * [`mobilenet_v3`]: torchvision's MobileNetV3 small and large, loadable from torchvision
 //!   `state_dict` files, with pLoRA adapters on the classifier and pointwise convolutions.
 
+mod checkpoint;
 mod error;
 pub mod florence2;
 pub mod mobilenet_v3;

@@ -1,4 +1,4 @@
-//! Fixture readers shared by the Florence-2 integration tests.
+//! Fixture readers shared by the integration tests (MobileNetV3, Florence-2).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};

@@ -8,13 +8,13 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
-use burn_store::{ModuleStore, PytorchStore, SafetensorsStore};
 
 use super::bart::{BartModel, KeyLayout};
 use super::config::{CheckpointLayout, Florence2Config};
 use super::davit::weights::{load_native, load_original};
 use super::model::Florence2;
 use crate::models::WeightsError;
+use crate::models::checkpoint::{Checkpoint, first_sorted};
 
 /// The checkpoint keys each layout may hold, by prefix; anything else is unexpected.
 fn known_prefixes(layout: CheckpointLayout) -> &'static [&'static str] {
@@ -113,33 +113,17 @@ impl<B: Backend> Florence2<B> {
 
 /// Every key must belong to one of the parts (each part's loader checks its own keys).
 fn check_no_stray_keys(path: &Path, layout: CheckpointLayout) -> Result<(), WeightsError> {
-    let read_error = |reason: String| WeightsError::Read {
-        path: path.display().to_string(),
-        reason,
-    };
-    let is_safetensors = path
-        .extension()
-        .is_some_and(|ext| ext.eq_ignore_ascii_case("safetensors"));
-    let keys = if is_safetensors {
-        SafetensorsStore::from_file(path)
-            .keys()
-            .map_err(|e| read_error(e.to_string()))?
-    } else {
-        PytorchStore::from_file(path)
-            .keys()
-            .map_err(|e| read_error(e.to_string()))?
-    };
+    let checkpoint = Checkpoint::open(path)?;
     let prefixes = known_prefixes(layout);
-    let mut stray: Vec<String> = keys
-        .into_iter()
+    let stray: Vec<String> = checkpoint
+        .keys()
         .filter(|key| !prefixes.iter().any(|p| key.starts_with(p)))
         .collect();
-    stray.sort();
-    match stray.first() {
-        Some(key) => Err(WeightsError::UnexpectedKey {
-            path: path.display().to_string(),
-            key: key.clone(),
-            others: stray.len() - 1,
+    match first_sorted(stray) {
+        Some((key, others)) => Err(WeightsError::UnexpectedKey {
+            path: checkpoint.file().to_string(),
+            key,
+            others,
         }),
         None => Ok(()),
     }

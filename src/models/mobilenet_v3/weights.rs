@@ -3,15 +3,13 @@
 use std::path::Path;
 
 use burn::prelude::*;
-use burn_store::{
-    ApplyError, ApplyResult, ModuleSnapshot, ModuleStore, PathFilter, PyTorchToBurnAdapter,
-    PytorchStore, SafetensorsStore,
-};
+use burn_store::{PathFilter, PyTorchToBurnAdapter};
 
 use super::adapters::HEAD_PREFIX;
 use super::config::MobileNetV3Config;
 use super::model::MobileNetV3;
 use crate::models::WeightsError;
+use crate::models::checkpoint::{ApplyCheck, Checkpoint, Format};
 
 /// The head's weight, whose first dimension (PyTorch layout `[out, in]`) is the checkpoint's
 /// number of classes.
@@ -45,14 +43,7 @@ impl<B: Backend> MobileNetV3<B> {
         config: &MobileNetV3Config,
         device: &B::Device,
     ) -> Result<Self, WeightsError> {
-        let path = path.as_ref();
-        let store = PytorchStore::from_file(path)
-            // torchvision's `classifier.0` / `classifier.3` must keep their indices.
-            .map_indices_contiguous(false)
-            .skip_enum_variants(true)
-            .allow_partial(true)
-            .validate(false);
-        load(store, PytorchStore::filter, path, config, device)
+        load(path.as_ref(), Format::Pytorch, config, device)
     }
 
     /// Loads a `.safetensors` file holding a torchvision `state_dict` (same keys and PyTorch
@@ -66,14 +57,7 @@ impl<B: Backend> MobileNetV3<B> {
         config: &MobileNetV3Config,
         device: &B::Device,
     ) -> Result<Self, WeightsError> {
-        let path = path.as_ref();
-        let store = SafetensorsStore::from_file(path)
-            .with_from_adapter(PyTorchToBurnAdapter)
-            .map_indices_contiguous(false)
-            .skip_enum_variants(true)
-            .allow_partial(true)
-            .validate(false);
-        load(store, SafetensorsStore::filter, path, config, device)
+        load(path.as_ref(), Format::Safetensors, config, device)
     }
 }
 
@@ -81,99 +65,30 @@ fn outside_head(path: &str, _container: &str) -> bool {
     !path.starts_with(HEAD_PREFIX)
 }
 
-fn load<B: Backend, S: ModuleStore>(
-    mut store: S,
-    with_filter: fn(S, PathFilter) -> S,
+/// Loads `path`, read as `format`, with torchvision's layouts (`PyTorchToBurnAdapter`).
+fn load<B: Backend>(
     path: &Path,
+    format: Format,
     config: &MobileNetV3Config,
     device: &B::Device,
 ) -> Result<MobileNetV3<B>, WeightsError> {
-    let file = path.display().to_string();
     config
         .validate()
         .map_err(|e| WeightsError::InvalidConfig(e.to_string()))?;
-    let read_error = |reason: String| WeightsError::Read {
-        path: file.clone(),
-        reason,
-    };
+    let checkpoint = Checkpoint::open_as(path, format)?;
 
-    let file_classes = store
-        .get_snapshot(HEAD_WEIGHT)
-        .map_err(|e| read_error(e.to_string()))?
+    let file_classes = checkpoint
+        .get(HEAD_WEIGHT)
         .and_then(|snapshot| snapshot.shape.to_vec().first().copied());
     let replace_head = file_classes.is_some_and(|classes| classes != config.num_classes);
-    if replace_head {
-        store = with_filter(store, PathFilter::new().with_predicate(outside_head));
-    }
+    let filter = replace_head.then(|| PathFilter::new().with_predicate(outside_head));
 
     let mut model = MobileNetV3::<B>::new(config, device);
-    let result = model
-        .load_from(&mut store)
-        .map_err(|e| read_error(e.to_string()))?;
-    check(result, &file, replace_head)?;
+    let result = checkpoint.apply(&mut model, filter, Box::new(PyTorchToBurnAdapter));
+    let skipped_head = |key: &str| replace_head && key.starts_with(HEAD_PREFIX);
+    ApplyCheck::new(checkpoint.file())
+        .ignore_missing(skipped_head)
+        .ignore_unused(|key| key.ends_with(BATCHES_TRACKED) || skipped_head(key))
+        .check(result)?;
     Ok(model)
-}
-
-/// Turns burn-store's report into the first error, in this order: bad tensors (shape, data
-/// type, data), missing keys, unexpected keys.
-fn check(result: ApplyResult, file: &str, replace_head: bool) -> Result<(), WeightsError> {
-    if let Some(error) = result.errors.into_iter().next() {
-        let path = file.to_string();
-        return Err(match error {
-            ApplyError::ShapeMismatch {
-                path: key,
-                expected,
-                found,
-            } => WeightsError::ShapeMismatch {
-                path,
-                key,
-                expected: expected.to_vec(),
-                found: found.to_vec(),
-            },
-            ApplyError::DTypeMismatch {
-                path: key,
-                expected,
-                found,
-            } => WeightsError::BadTensor {
-                path,
-                key,
-                reason: format!("data type {found:?}, the model expects {expected:?}"),
-            },
-            ApplyError::AdapterError { path: key, message }
-            | ApplyError::LoadError { path: key, message } => WeightsError::BadTensor {
-                path,
-                key,
-                reason: message,
-            },
-        });
-    }
-
-    let missing: Vec<String> = result
-        .missing
-        .into_iter()
-        .map(|(key, _)| key)
-        .filter(|key| !(replace_head && key.starts_with(HEAD_PREFIX)))
-        .collect();
-    if let Some(key) = missing.first() {
-        return Err(WeightsError::MissingKey {
-            path: file.to_string(),
-            key: key.clone(),
-            others: missing.len() - 1,
-        });
-    }
-
-    let unexpected: Vec<String> = result
-        .unused
-        .into_iter()
-        .filter(|key| !key.ends_with(BATCHES_TRACKED))
-        .filter(|key| !(replace_head && key.starts_with(HEAD_PREFIX)))
-        .collect();
-    if let Some(key) = unexpected.first() {
-        return Err(WeightsError::UnexpectedKey {
-            path: file.to_string(),
-            key: key.clone(),
-            others: unexpected.len() - 1,
-        });
-    }
-    Ok(())
 }

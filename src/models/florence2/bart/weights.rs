@@ -8,24 +8,21 @@
 //!
 //! Tied copies of the token embedding (`lm_head.weight`, `encoder.embed_tokens.weight`,
 //! `decoder.embed_tokens.weight` after remapping) are skipped when `shared.weight` is present
-//! and stand in for it when it is not. Half-precision tensors are upcast to f32 after loading
+//! and stand in for it when it is not. Half-precision tensors are upcast to f32 as they load
 //! (burn-store keeps a tensor's file dtype). `final_logits_bias` is not a parameter: a
 //! non-zero one is set with [`BartModel::with_final_logits_bias`], an all-zero one (every
 //! published checkpoint) is dropped, which is what transformers' native port computes.
 
 use std::path::Path;
 
-use burn::module::{ModuleMapper, Param};
 use burn::prelude::*;
 use burn::tensor::DType;
-use burn_store::{
-    ApplyError, ApplyResult, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore,
-    SafetensorsStore,
-};
+use burn_store::{ModuleAdapter, PyTorchToBurnAdapter};
 
 use super::config::BartConfig;
 use super::model::BartModel;
 use crate::models::WeightsError;
+use crate::models::checkpoint::{ApplyCheck, CastFloatAdapter, Checkpoint};
 
 /// Regex rules (`from`, `to`, applied in order) mapping Microsoft's original checkpoint keys
 /// to BART's burn module paths. `language_model.lm_head.weight` and
@@ -107,78 +104,40 @@ impl<B: Backend> BartModel<B> {
             .map_err(|e| WeightsError::InvalidConfig(e.to_string()))?;
         let model =
             Self::new(config, 0, device).map_err(|e| WeightsError::InvalidConfig(e.to_string()))?;
-        let rules = layout.rules();
-        let is_safetensors = path
-            .extension()
-            .is_some_and(|ext| ext.eq_ignore_ascii_case("safetensors"));
-        if is_safetensors {
-            let open = |extra: &[(&str, &str)]| {
-                let mut store = SafetensorsStore::from_file(path)
-                    .with_from_adapter(PyTorchToBurnAdapter)
-                    .map_indices_contiguous(false)
-                    .skip_enum_variants(true)
-                    .allow_partial(true)
-                    .validate(false);
-                for (from, to) in rules.iter().chain(extra) {
-                    store = store.with_key_remapping(*from, *to);
-                }
-                store
-            };
-            load(model, open, path)
-        } else {
-            let open = |extra: &[(&str, &str)]| {
-                let mut store = PytorchStore::from_file(path)
-                    .map_indices_contiguous(false)
-                    .skip_enum_variants(true)
-                    .allow_partial(true)
-                    .validate(false);
-                for (from, to) in rules.iter().chain(extra) {
-                    store = store.with_key_remapping(*from, *to);
-                }
-                store
-            };
-            load(model, open, path)
-        }
+        let checkpoint = Checkpoint::open(path)?.remap(layout.rules())?;
+        load(model, checkpoint)
     }
 }
 
-fn load<B: Backend, S: ModuleStore>(
+fn load<B: Backend>(
     mut model: BartModel<B>,
-    open: impl Fn(&[(&str, &str)]) -> S,
-    path: &Path,
+    checkpoint: Checkpoint,
 ) -> Result<BartModel<B>, WeightsError> {
-    let file = path.display().to_string();
-    let read_error = |reason: String| WeightsError::Read {
-        path: file.clone(),
-        reason,
-    };
-    let keys = open(&[]).keys().map_err(|e| read_error(e.to_string()))?;
-    let has = |key: &str| keys.iter().any(|k| k == key);
     // Without `shared.weight`, the first tied copy present stands in for it.
-    let fallback: Vec<(&str, &str)> = if has(SHARED_KEY) {
+    let fallback: Vec<(&str, &str)> = if checkpoint.contains(SHARED_KEY) {
         Vec::new()
     } else {
         TIED_EMBEDDING_KEYS
             .iter()
-            .find(|(key, _)| has(key))
+            .find(|(key, _)| checkpoint.contains(key))
             .map(|(_, pattern)| vec![(*pattern, SHARED_KEY)])
             .unwrap_or_default()
     };
-    let mut store = open(&fallback);
-    let result = model
-        .load_from(&mut store)
-        .map_err(|e| read_error(e.to_string()))?;
-    check(result, &file)?;
+    let checkpoint = checkpoint.remap(&fallback)?;
+    // Half-precision tensors are upcast to f32 as they load.
+    let adapter = PyTorchToBurnAdapter.chain(CastFloatAdapter::new(DType::F32));
+    let result = checkpoint.apply(&mut model, None, Box::new(adapter));
+    ApplyCheck::new(checkpoint.file())
+        .ignore_unused(|key| !is_unexpected(key))
+        .check(result)?;
 
     let device = model.shared.weight.device();
-    let mut model = model.map(&mut UpcastToF32);
-    let bias = store
-        .get_snapshot(FINAL_LOGITS_BIAS_KEY)
-        .map_err(|e| read_error(e.to_string()))?
+    let bias = checkpoint
+        .get(FINAL_LOGITS_BIAS_KEY)
         .map(|snapshot| snapshot.to_data())
         .transpose()
         .map_err(|e| WeightsError::BadTensor {
-            path: file.clone(),
+            path: checkpoint.file().to_string(),
             key: FINAL_LOGITS_BIAS_KEY.to_string(),
             reason: format!("{e:?}"),
         })?;
@@ -186,7 +145,7 @@ fn load<B: Backend, S: ModuleStore>(
         let values: Vec<f32> = data.iter::<f32>().collect();
         if values.len() != model.vocab_size() {
             return Err(WeightsError::ShapeMismatch {
-                path: file,
+                path: checkpoint.file().to_string(),
                 key: FINAL_LOGITS_BIAS_KEY.to_string(),
                 expected: vec![1, model.vocab_size()],
                 found: data.shape.to_vec(),
@@ -202,94 +161,10 @@ fn load<B: Backend, S: ModuleStore>(
     Ok(model)
 }
 
-/// Casts every float parameter that is not f32 (fp16 checkpoints) to f32.
-struct UpcastToF32;
-
-impl<B: Backend> ModuleMapper<B> for UpcastToF32 {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        if param.val().dtype() == DType::F32 {
-            return param;
-        }
-        param.map(|tensor| {
-            let grad = tensor.is_require_grad();
-            tensor.cast(DType::F32).set_require_grad(grad)
-        })
-    }
-}
-
 /// Whether an unused key (after remapping) belongs to BART and is not a deliberately skipped
 /// tied copy or the bias.
 fn is_unexpected(key: &str) -> bool {
     let bart =
         key.starts_with("shared.") || key.starts_with("encoder.") || key.starts_with("decoder.");
     bart && !TIED_EMBEDDING_KEYS.iter().any(|(tied, _)| *tied == key)
-}
-
-/// Turns burn-store's report into the first error: bad tensors, then missing keys, then
-/// unexpected BART keys.
-fn check(result: ApplyResult, file: &str) -> Result<(), WeightsError> {
-    if let Some(error) = result.errors.into_iter().next() {
-        let path = file.to_string();
-        return Err(match error {
-            ApplyError::ShapeMismatch {
-                path: key,
-                expected,
-                found,
-            } => WeightsError::ShapeMismatch {
-                path,
-                key,
-                expected: expected.to_vec(),
-                found: found.to_vec(),
-            },
-            ApplyError::DTypeMismatch {
-                path: key,
-                expected,
-                found,
-            } => WeightsError::BadTensor {
-                path,
-                key,
-                reason: format!("data type {found:?}, the model expects {expected:?}"),
-            },
-            ApplyError::AdapterError { path: key, message }
-            | ApplyError::LoadError { path: key, message } => WeightsError::BadTensor {
-                path,
-                key,
-                reason: message,
-            },
-        });
-    }
-    let mut missing: Vec<String> = result.missing.into_iter().map(|(key, _)| key).collect();
-    missing.sort();
-    if let Some(key) = missing.first() {
-        return Err(WeightsError::MissingKey {
-            path: file.to_string(),
-            key: key.clone(),
-            others: missing.len() - 1,
-        });
-    }
-    // burn-store finds a LayerNorm's `gamma` / `beta` under PyTorch's `weight` / `bias` but
-    // still reports those keys unused: they were loaded.
-    let loaded_as_alias: Vec<String> = result
-        .applied
-        .iter()
-        .filter_map(|path| {
-            path.strip_suffix(".gamma")
-                .map(|p| format!("{p}.weight"))
-                .or_else(|| path.strip_suffix(".beta").map(|p| format!("{p}.bias")))
-        })
-        .collect();
-    let mut unexpected: Vec<String> = result
-        .unused
-        .into_iter()
-        .filter(|key| is_unexpected(key) && !loaded_as_alias.contains(key))
-        .collect();
-    unexpected.sort();
-    if let Some(key) = unexpected.first() {
-        return Err(WeightsError::UnexpectedKey {
-            path: file.to_string(),
-            key: key.clone(),
-            others: unexpected.len() - 1,
-        });
-    }
-    Ok(())
 }
