@@ -217,3 +217,21 @@ fn metrics_serde_roundtrip() {
     let back: ClassificationMetrics = serde_json::from_str(&json).unwrap();
     assert_eq!(back, m);
 }
+
+/// A language model's vocabulary as classes: the matrix is sparse, so this costs what the
+/// examples produced (a dense 51,289² matrix of u64 would take 21 GB).
+#[test]
+fn vocabulary_sized_confusion_matrices_are_sparse() {
+    let vocab = 51_289;
+    let mut m = ConfusionMatrix::new(vocab);
+    m.add_batch(&[7, 7, 51_288, 3], &[7, 9, 51_288, 51_288])
+        .unwrap();
+    let metrics = m.metrics(0.0, 0).unwrap();
+    assert_eq!(m.get(51_288, 3), 1);
+    assert_eq!(m.total(), 4);
+    assert!((metrics.accuracy - 0.5).abs() < 1e-12);
+    // Classes present: 3, 7, 9, 51288. Precision: 0, 1/2, 0, 1 -> 0.375;
+    // recall: 0, 1, 0, 1/2 -> 0.375.
+    assert!((metrics.precision - 0.375).abs() < 1e-12);
+    assert!((metrics.recall - 0.375).abs() < 1e-12);
+}

@@ -1,5 +1,7 @@
 //! Confusion-matrix based classification metrics.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::{MetricsError, check_lengths};
@@ -22,13 +24,16 @@ pub struct ClassificationMetrics {
 }
 
 /// `num_classes × num_classes` counts, `M[target][prediction]` (rows are true labels,
-/// columns predictions, as in scikit-learn). Accumulate over batches with
+/// columns predictions, as in scikit-learn), stored sparsely: only the pairs that occur take
+/// memory, so a language model's vocabulary (51,289 classes for Florence-2) costs what its
+/// evaluation produced, not `num_classes²`. Accumulate over batches with
 /// [`add`](Self::add) / [`add_batch`](Self::add_batch), combine with
 /// [`merge`](Self::merge), then call [`metrics`](Self::metrics).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfusionMatrix {
     num_classes: usize,
-    counts: Vec<u64>,
+    /// `counts[target][prediction]`, only non-zero entries.
+    counts: BTreeMap<usize, BTreeMap<usize, u64>>,
 }
 
 impl ConfusionMatrix {
@@ -37,7 +42,7 @@ impl ConfusionMatrix {
     pub fn new(num_classes: usize) -> Self {
         Self {
             num_classes,
-            counts: vec![0; num_classes * num_classes],
+            counts: BTreeMap::new(),
         }
     }
 
@@ -51,17 +56,17 @@ impl ConfusionMatrix {
     /// (0 when either is out of range).
     #[must_use]
     pub fn get(&self, target: usize, prediction: usize) -> u64 {
-        if target < self.num_classes && prediction < self.num_classes {
-            self.counts[target * self.num_classes + prediction]
-        } else {
-            0
-        }
+        self.counts
+            .get(&target)
+            .and_then(|row| row.get(&prediction))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Total number of recorded examples.
     #[must_use]
     pub fn total(&self) -> u64 {
-        self.counts.iter().sum()
+        self.counts.values().flat_map(BTreeMap::values).sum()
     }
 
     /// Records one example.
@@ -79,7 +84,12 @@ impl ConfusionMatrix {
                 });
             }
         }
-        self.counts[target * num_classes + prediction] += 1;
+        *self
+            .counts
+            .entry(target)
+            .or_default()
+            .entry(prediction)
+            .or_default() += 1;
         Ok(())
     }
 
@@ -111,10 +121,12 @@ impl ConfusionMatrix {
                 other: other.num_classes,
             });
         }
-        self.counts
-            .iter_mut()
-            .zip(&other.counts)
-            .for_each(|(a, b)| *a += b);
+        for (&target, row) in &other.counts {
+            let mine = self.counts.entry(target).or_default();
+            for (&prediction, &count) in row {
+                *mine.entry(prediction).or_default() += count;
+            }
+        }
         Ok(())
     }
 
@@ -141,18 +153,21 @@ impl ConfusionMatrix {
                 argument: "confusion matrix",
             });
         }
-        let n = self.num_classes;
-        let (mut correct, mut present) = (0u64, 0usize);
-        let (mut precision, mut recall, mut f1) = (0.0, 0.0, 0.0);
-        for c in 0..n {
-            let tp = self.get(c, c);
-            let true_c: u64 = (0..n).map(|p| self.get(c, p)).sum();
-            let pred_c: u64 = (0..n).map(|t| self.get(t, c)).sum();
-            correct += tp;
-            if true_c == 0 && pred_c == 0 {
-                continue;
+        // Per class: (true count, predicted count, true positives), classes that occur only.
+        let mut per_class: BTreeMap<usize, (u64, u64, u64)> = BTreeMap::new();
+        for (&target, row) in &self.counts {
+            for (&prediction, &count) in row {
+                per_class.entry(target).or_default().0 += count;
+                per_class.entry(prediction).or_default().1 += count;
+                if target == prediction {
+                    per_class.entry(target).or_default().2 += count;
+                }
             }
-            present += 1;
+        }
+        let mut correct = 0u64;
+        let (mut precision, mut recall, mut f1) = (0.0, 0.0, 0.0);
+        for &(true_c, pred_c, tp) in per_class.values() {
+            correct += tp;
             let p = ratio(tp, pred_c);
             let r = ratio(tp, true_c);
             precision += p;
@@ -163,8 +178,8 @@ impl ConfusionMatrix {
                 0.0
             };
         }
-        // `present >= 1` because `total > 0`.
-        let classes = present as f64;
+        // At least one class occurs because `total > 0`.
+        let classes = per_class.len() as f64;
         Ok(ClassificationMetrics {
             accuracy: correct as f64 / total as f64,
             precision: precision / classes,
