@@ -311,13 +311,13 @@ fn cached_and_uncached_losses_agree() {
 
     let exact = cache_of(&model, &samples, CacheDtype::F32, usize::MAX);
     assert_eq!(exact.len(), 8);
-    let f32_task = tasks(&samples, &split).with_cache(exact.clone());
+    let f32_task = tasks(&samples, &split).with_cache(exact.clone()).unwrap();
     let cached = loss_of(&f32_task, &model, &rows);
     assert!((cached - reference).abs() < 1e-5, "{cached} vs {reference}");
 
     let half = cache_of(&model, &samples, CacheDtype::F16, usize::MAX);
     assert_eq!(half.bytes() * 2, exact.bytes());
-    let f16_task = tasks(&samples, &split).with_cache(half);
+    let f16_task = tasks(&samples, &split).with_cache(half).unwrap();
     let cached = loss_of(&f16_task, &model, &rows);
     assert!(
         (cached - reference).abs() < 2e-3 * reference.abs(),
@@ -326,10 +326,17 @@ fn cached_and_uncached_losses_agree() {
 
     // A budget for about half the samples: the rest are recomputed, same loss.
     let small = cache_of(&model, &samples, CacheDtype::F32, exact.bytes() / 2);
-    assert!(small.len() > 0 && small.len() < 8, "{}", small.len());
-    let partial = tasks(&samples, &split).with_cache(small);
+    assert!(!small.is_empty() && small.len() < 8, "{}", small.len());
+    let partial = tasks(&samples, &split).with_cache(small).unwrap();
     let cached = loss_of(&partial, &model, &rows);
     assert!((cached - reference).abs() < 1e-5, "{cached} vs {reference}");
+
+    // A cache of another sample list is refused.
+    let other = cache_of(&model, &samples[..3], CacheDtype::F32, usize::MAX);
+    assert!(matches!(
+        tasks(&samples, &split).with_cache(other),
+        Err(FedError::InvalidConfig { .. })
+    ));
 
     // Evaluation (no dropout) agrees too, token by token.
     let inner = model.valid();
@@ -415,7 +422,9 @@ fn run(sharing: Sharing, cached: bool) -> (Vec<RoundReport>, Vec<Payload>) {
         .collect();
     let mut task = tasks(&samples, &split);
     if cached {
-        task = task.with_cache(cache_of(&models[0], &samples, CacheDtype::F32, usize::MAX));
+        task = task
+            .with_cache(cache_of(&models[0], &samples, CacheDtype::F32, usize::MAX))
+            .unwrap();
     }
     let config = SimulationConfig {
         rounds: 2,

@@ -335,6 +335,11 @@ impl FrozenPrefixCache {
         self.entries.get(i).and_then(Option::as_ref)
     }
 
+    /// Length of the sample list the cache was built over (cached or not).
+    pub fn num_samples(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Number of cached samples.
     pub fn len(&self) -> usize {
         self.entries.iter().filter(|e| e.is_some()).count()

@@ -92,10 +92,24 @@ impl<B: Backend> VqaTask<B> {
         })
     }
 
-    /// Trains and scores from `cache` (built from any client's model over these samples).
-    pub fn with_cache(mut self, cache: Arc<FrozenPrefixCache>) -> Self {
+    /// Trains and scores from `cache` (built from any client's model over these samples;
+    /// samples it does not hold are recomputed).
+    ///
+    /// # Errors
+    /// [`FedError::InvalidConfig`] when the cache was built over another number of samples.
+    pub fn with_cache(mut self, cache: Arc<FrozenPrefixCache>) -> Result<Self> {
+        if cache.num_samples() != self.samples.len() {
+            return Err(FedError::config(
+                "cache",
+                format!(
+                    "was built over {} samples, the task has {}",
+                    cache.num_samples(),
+                    self.samples.len()
+                ),
+            ));
+        }
         self.cache = Some(cache);
-        self
+        Ok(self)
     }
 
     /// The samples.
