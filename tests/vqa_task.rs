@@ -49,6 +49,13 @@ fn scalar(name: &str) -> f32 {
     f32::from_le_bytes([data[0], data[1], data[2], data[3]])
 }
 
+fn generation_settings(name: &str) -> fedvlm::models::florence2::GenerationConfig {
+    let path = florence2_fixtures().join("tiny_io_generation.json");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    serde_json::from_value(json[name].clone()).unwrap()
+}
+
 fn base_model<BB: Backend>() -> Florence2<BB> {
     Florence2::load(
         florence2_fixtures().join("tiny_native"),
@@ -267,6 +274,22 @@ fn the_task_loss_on_fixture_samples_matches_transformers() {
         let scored = task
             .evaluate(&model.valid(), 0, Split::Test, &[0, 1])
             .unwrap();
+        // Generation from the same samples (padded prompts masked) gives transformers' ids.
+        let expected_ids = if loss == "loss" {
+            "greedy_ids"
+        } else {
+            "padded_greedy_ids"
+        };
+        let generated = task
+            .generate(
+                &model.valid(),
+                0,
+                Split::Test,
+                &[0, 1],
+                &generation_settings("greedy_ids"),
+            )
+            .unwrap();
+        assert_eq!(generated, io.id_rows(expected_ids), "{expected_ids}");
         let mean = scored.loss_sum / scored.loss_count as f64;
         assert!((mean - expected as f64).abs() < 1e-4, "{loss}: {mean}");
         assert_eq!(scored.loss_count, if loss == "loss" { 12 } else { 10 });

@@ -95,8 +95,10 @@ impl VqaSample {
         })
     }
 
-    /// Tokenises `question` (the prompt) and `answer` (the labels) with the processor's
-    /// tokenizer, both as `<s> text </s>`, around already preprocessed pixels.
+    /// Tokenises `question` as the processor makes prompts
+    /// ([`Florence2Processor::prompt_ids`]: a plain question stays as it is) and `answer` as
+    /// the labels (`tokenizer(answer).input_ids`), both `<s> text </s>`, around already
+    /// preprocessed pixels.
     ///
     /// # Errors
     /// [`FedError::Task`] when tokenisation fails, and as [`VqaSample::new`].
@@ -109,11 +111,11 @@ impl VqaSample {
         max_prompt: usize,
         max_answer: usize,
     ) -> Result<Self> {
-        let tokenizer = processor.tokenizer();
-        let prompt = tokenizer
-            .encode(question)
+        let prompt = processor
+            .prompt_ids(question)
             .map_err(|e| FedError::Task(format!("tokenising the question: {e}")))?;
-        let labels = tokenizer
+        let labels = processor
+            .tokenizer()
             .encode(answer)
             .map_err(|e| FedError::Task(format!("tokenising the answer: {e}")))?;
         Self::new(

@@ -11,7 +11,7 @@ use super::loss::{masked_cross_entropy, score_tokens};
 use super::sample::{VqaBatch, VqaSample, decoder_tensors};
 use crate::error::{FedError, Result};
 use crate::federated::{EvalBatch, FederatedTask, Split};
-use crate::models::florence2::Florence2;
+use crate::models::florence2::{Florence2, GenerationConfig};
 
 /// Which samples (indices into the task's sample list) each client trains and is scored on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -146,6 +146,31 @@ impl<B: Backend> VqaTask<B> {
                     .ok_or_else(|| FedError::Task(format!("client {client} has no example {i}")))
             })
             .collect()
+    }
+
+    /// Generates answers (see [`GenerationConfig`]) for examples `batch` of `client`'s
+    /// `split` with `model` (any backend; the inner module of a trained client model): one
+    /// row of ids per example, starting with the decoder start token, as transformers
+    /// returns them. Prompts of different lengths are padded and masked.
+    ///
+    /// # Errors
+    /// As [`VqaTask::rows`], and the model's errors.
+    pub fn generate<M: Backend<Device = B::Device>>(
+        &self,
+        model: &Florence2<M>,
+        client: usize,
+        split: Split,
+        batch: &[usize],
+        config: &GenerationConfig,
+    ) -> Result<Vec<Vec<u32>>> {
+        let rows = self.rows(client, split, batch)?;
+        let batch = VqaBatch::<M>::new(&self.picked(&rows), &self.device)?;
+        model.generate_masked(
+            batch.pixel_values,
+            batch.input_ids,
+            batch.attention_mask,
+            config,
+        )
     }
 
     fn picked(&self, rows: &[usize]) -> Vec<&VqaSample> {
