@@ -2,3 +2,4 @@
 //! these, and the tests run them end to end on synthetic data.
 
 pub mod cifar10;
+pub mod vqa;

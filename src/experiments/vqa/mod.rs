@@ -1,0 +1,21 @@
+//! Visual question answering with Florence-2: the paper's main experiment (RLAIF-V), as
+//! library code independent of the dataset reader.
+//!
+//! * [`sample`]: one example (preprocessed image, `<s> question </s>` prompt ids,
+//!   `<s> answer </s>` labels) and padded batches, with transformers' `shift_tokens_right`.
+//! * [`loss`]: teacher-forced cross-entropy over answer tokens (the paper's equation 1) and the
+//!   token-level scores.
+//! * [`cache`]: the frozen-prefix cache (the last decoder layer's inputs, computed once).
+//! * [`task`]: the [`crate::FederatedTask`] the simulation runs.
+
+pub mod cache;
+pub mod loss;
+pub mod sample;
+pub mod task;
+
+pub use cache::{
+    CacheConfig, CacheDtype, FrozenPrefixCache, PrefixBatch, PrefixEntry, check_cacheable,
+};
+pub use loss::{masked_cross_entropy, score_tokens, token_nll};
+pub use sample::{IGNORE_INDEX, VqaBatch, VqaSample, shift_tokens_right, truncate_ids};
+pub use task::{VqaSplit, VqaTask};

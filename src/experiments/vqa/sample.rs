@@ -1,0 +1,248 @@
+//! One visual-question-answering example, and batches of them as the model takes them.
+//!
+//! Florence-2 is fine-tuned as transformers does it: the encoder reads the image features then
+//! `<s> question </s>` (Florence-2's VQA prompt is the plain question); the labels are the
+//! tokenised answer `<s> answer </s>` (`tokenizer(answer).input_ids`), and the decoder reads
+//! the labels shifted right behind the decoder start token `</s>` (transformers'
+//! `shift_tokens_right`). The loss covers the label tokens only: the prompt is on the encoder
+//! side and never in the labels.
+
+use burn::prelude::*;
+use burn::tensor::TensorData;
+
+use crate::error::{FedError, Result};
+use crate::models::florence2::processor::Florence2Processor;
+
+/// The label value that the loss and the metrics ignore (PyTorch's `ignore_index`).
+pub const IGNORE_INDEX: i64 = -100;
+
+/// BART's `<pad>` id: what [`shift_tokens_right`] writes where a label is [`IGNORE_INDEX`],
+/// and what pads prompts.
+pub const PAD_ID: u32 = 1;
+
+/// BART's decoder start token (`</s>`).
+pub const DECODER_START_ID: u32 = 2;
+
+/// One example: a preprocessed image, the prompt's ids and the answer's label ids.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VqaSample {
+    /// `[3, size, size]` row-major, normalised as the processor does.
+    pub pixel_values: Vec<f32>,
+    /// Side of the (square) image.
+    pub image_size: usize,
+    /// Encoder text ids: `<s> question </s>`.
+    pub prompt_ids: Vec<u32>,
+    /// Labels: `<s> answer </s>`.
+    pub answer_ids: Vec<u32>,
+}
+
+/// Cuts `ids` (`<s> ... </s>`) to at most `max_length` tokens, keeping the last token (the
+/// `</s>`), as transformers' `truncation=True, max_length=n` keeps the special tokens.
+///
+/// # Errors
+/// [`FedError::InvalidConfig`] when `max_length < 2`.
+pub fn truncate_ids(ids: &[u32], max_length: usize) -> Result<Vec<u32>> {
+    if max_length < 2 {
+        return Err(FedError::config(
+            "max_length",
+            format!("must leave room for <s> and </s>, got {max_length}"),
+        ));
+    }
+    if ids.len() <= max_length {
+        return Ok(ids.to_vec());
+    }
+    let mut out = ids[..max_length - 1].to_vec();
+    out.extend(ids.last());
+    Ok(out)
+}
+
+impl VqaSample {
+    /// A sample from already processed parts; the prompt is cut to `max_prompt` tokens and the
+    /// answer to `max_answer` (see [`truncate_ids`]).
+    ///
+    /// # Errors
+    /// [`FedError::InvalidConfig`] when `pixel_values` does not hold `3 * size * size` values,
+    /// a sequence is empty, or a maximum is below 2.
+    pub fn new(
+        pixel_values: Vec<f32>,
+        image_size: usize,
+        prompt_ids: &[u32],
+        answer_ids: &[u32],
+        max_prompt: usize,
+        max_answer: usize,
+    ) -> Result<Self> {
+        if image_size == 0 || pixel_values.len() != 3 * image_size * image_size {
+            return Err(FedError::config(
+                "pixel_values",
+                format!(
+                    "holds {} values, a 3x{image_size}x{image_size} image needs {}",
+                    pixel_values.len(),
+                    3 * image_size * image_size
+                ),
+            ));
+        }
+        if prompt_ids.is_empty() || answer_ids.is_empty() {
+            return Err(FedError::config(
+                "ids",
+                "the prompt and the answer need tokens",
+            ));
+        }
+        Ok(Self {
+            pixel_values,
+            image_size,
+            prompt_ids: truncate_ids(prompt_ids, max_prompt)?,
+            answer_ids: truncate_ids(answer_ids, max_answer)?,
+        })
+    }
+
+    /// Tokenises `question` as the processor makes prompts
+    /// ([`Florence2Processor::prompt_ids`]: a plain question stays as it is) and `answer` as
+    /// the labels (`tokenizer(answer).input_ids`), both `<s> text </s>`, around already
+    /// preprocessed pixels.
+    ///
+    /// # Errors
+    /// [`FedError::Task`] when tokenisation fails, and as [`VqaSample::new`].
+    pub fn from_text(
+        processor: &Florence2Processor,
+        pixel_values: Vec<f32>,
+        image_size: usize,
+        question: &str,
+        answer: &str,
+        max_prompt: usize,
+        max_answer: usize,
+    ) -> Result<Self> {
+        let prompt = processor
+            .prompt_ids(question)
+            .map_err(|e| FedError::Task(format!("tokenising the question: {e}")))?;
+        let labels = processor
+            .tokenizer()
+            .encode(answer)
+            .map_err(|e| FedError::Task(format!("tokenising the answer: {e}")))?;
+        Self::new(
+            pixel_values,
+            image_size,
+            &prompt,
+            &labels,
+            max_prompt,
+            max_answer,
+        )
+    }
+
+    /// The decoder's input: the labels shifted right behind the decoder start token.
+    pub fn decoder_input_ids(&self) -> Vec<u32> {
+        let labels: Vec<i64> = self.answer_ids.iter().map(|&t| t as i64).collect();
+        shift_tokens_right(&labels, PAD_ID, DECODER_START_ID)
+    }
+}
+
+/// transformers' `shift_tokens_right` for one row: `[start, labels[..T-1]]`, with
+/// [`IGNORE_INDEX`] replaced by `pad_id`.
+pub fn shift_tokens_right(labels: &[i64], pad_id: u32, decoder_start_id: u32) -> Vec<u32> {
+    let mut out = Vec::with_capacity(labels.len());
+    if labels.is_empty() {
+        return out;
+    }
+    out.push(decoder_start_id);
+    out.extend(
+        labels[..labels.len() - 1].iter().map(
+            |&t| {
+                if t == IGNORE_INDEX { pad_id } else { t as u32 }
+            },
+        ),
+    );
+    out
+}
+
+/// Label rows right-padded with [`IGNORE_INDEX`] to the longest, flattened `[N * T]`.
+pub fn pad_labels(rows: &[&[u32]]) -> (Vec<i64>, [usize; 2]) {
+    let t = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+    let mut out = Vec::with_capacity(rows.len() * t);
+    for row in rows {
+        out.extend(row.iter().map(|&id| id as i64));
+        out.extend(std::iter::repeat_n(IGNORE_INDEX, t - row.len()));
+    }
+    (out, [rows.len(), t])
+}
+
+/// Id rows right-padded with `pad` to the longest, flattened, with the `[N, L]` attention mask
+/// (`None` when no row is padded).
+pub fn pad_ids(rows: &[&[u32]], pad: u32) -> (Vec<i64>, Option<Vec<i64>>, [usize; 2]) {
+    let l = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+    let mut ids = Vec::with_capacity(rows.len() * l);
+    let mut mask = Vec::with_capacity(rows.len() * l);
+    for row in rows {
+        ids.extend(row.iter().map(|&id| id as i64));
+        ids.extend(std::iter::repeat_n(pad as i64, l - row.len()));
+        mask.extend(std::iter::repeat_n(1i64, row.len()));
+        mask.extend(std::iter::repeat_n(0i64, l - row.len()));
+    }
+    let padded = rows.iter().any(|r| r.len() < l);
+    (ids, padded.then_some(mask), [rows.len(), l])
+}
+
+/// A batch of samples as tensors.
+#[derive(Debug, Clone)]
+pub struct VqaBatch<B: Backend> {
+    /// `[N, 3, H, W]`.
+    pub pixel_values: Tensor<B, 4>,
+    /// `[N, L]` prompts, right-padded with `<pad>`.
+    pub input_ids: Tensor<B, 2, Int>,
+    /// `[N, L]` prompt mask (1 keep, 0 pad), `None` when no prompt is padded.
+    pub attention_mask: Option<Tensor<B, 2, Int>>,
+    /// `[N, T]` decoder inputs (shifted labels; padding is `<pad>`).
+    pub decoder_input_ids: Tensor<B, 2, Int>,
+    /// `[N, T]` labels, padding [`IGNORE_INDEX`].
+    pub labels: Tensor<B, 2, Int>,
+}
+
+/// The decoder inputs `[N, T]` and labels `[N, T]` of `samples`.
+pub fn decoder_tensors<B: Backend>(
+    samples: &[&VqaSample],
+    device: &B::Device,
+) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>) {
+    let rows: Vec<&[u32]> = samples.iter().map(|s| s.answer_ids.as_slice()).collect();
+    let (labels, shape) = pad_labels(&rows);
+    let decoder: Vec<i64> = labels
+        .chunks(shape[1].max(1))
+        .flat_map(|row| shift_tokens_right(row, PAD_ID, DECODER_START_ID))
+        .map(|t| t as i64)
+        .collect();
+    (
+        Tensor::from_data(TensorData::new(decoder, shape), device),
+        Tensor::from_data(TensorData::new(labels, shape), device),
+    )
+}
+
+impl<B: Backend> VqaBatch<B> {
+    /// Pads and stacks `samples` (all with images of the same size).
+    ///
+    /// # Errors
+    /// [`FedError::InvalidConfig`] for an empty batch or images of different sizes.
+    pub fn new(samples: &[&VqaSample], device: &B::Device) -> Result<Self> {
+        let first = samples
+            .first()
+            .ok_or_else(|| FedError::config("batch", "is empty"))?;
+        let size = first.image_size;
+        let mut pixels = Vec::with_capacity(samples.len() * 3 * size * size);
+        for s in samples {
+            if s.image_size != size {
+                return Err(FedError::config(
+                    "pixel_values",
+                    format!("images of {size} and {} pixels in one batch", s.image_size),
+                ));
+            }
+            pixels.extend_from_slice(&s.pixel_values);
+        }
+        let n = samples.len();
+        let prompts: Vec<&[u32]> = samples.iter().map(|s| s.prompt_ids.as_slice()).collect();
+        let (ids, mask, shape) = pad_ids(&prompts, PAD_ID);
+        let (decoder_input_ids, labels) = decoder_tensors(samples, device);
+        Ok(Self {
+            pixel_values: Tensor::from_data(TensorData::new(pixels, [n, 3, size, size]), device),
+            input_ids: Tensor::from_data(TensorData::new(ids, shape), device),
+            attention_mask: mask.map(|m| Tensor::from_data(TensorData::new(m, shape), device)),
+            decoder_input_ids,
+            labels,
+        })
+    }
+}
