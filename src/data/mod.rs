@@ -28,7 +28,7 @@ mod cifar10;
 mod download;
 mod error;
 mod image;
-mod rlaif_v;
+pub mod rlaif_v;
 
 pub use cifar10::{
     CIFAR10_CLASSES, CIFAR10_FILE_BYTES, CIFAR10_IMAGE_BYTES, CIFAR10_RECORD_BYTES,
