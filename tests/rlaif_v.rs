@@ -722,3 +722,26 @@ fn train_test_split_and_client_cap() {
     let err = partition_rlaif_v(&data, &options.clone().test_fraction(1.0)).expect_err("fraction");
     assert!(matches!(err, FedError::Partition(_)), "{err:?}");
 }
+
+#[test]
+fn corrupt_row_group_is_a_typed_error_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_dataset(dir.path());
+    let path = dir.path().join("RLAIF-V-Dataset_000.parquet");
+    let mut bytes = std::fs::read(&path).expect("read");
+    // Scramble the start of the first row group's pages; the footer stays intact.
+    for b in &mut bytes[4..600] {
+        *b = b.wrapping_mul(31).wrapping_add(7);
+    }
+    std::fs::write(&path, &bytes).expect("write");
+    let err = RlaifV::load_files(&[&path], &RlaifVOptions::new()).expect_err("corrupt");
+    match &err {
+        DataError::ParquetRead {
+            path: p, row_group, ..
+        } => {
+            assert_eq!(Path::new(p), path);
+            assert_eq!(*row_group, 0);
+        }
+        other => panic!("expected ParquetRead, got {other:?}"),
+    }
+}
