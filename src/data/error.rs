@@ -122,6 +122,82 @@ pub enum DataError {
         /// Why it is invalid.
         reason: String,
     },
+    /// A file is not a readable parquet file: truncated, another format, or written with a
+    /// compression codec this build does not decode.
+    #[error("{path}: not a readable parquet file (truncated or another format?): {reason}")]
+    NotParquet {
+        /// The file.
+        path: String,
+        /// What the parquet reader reported.
+        reason: String,
+    },
+    /// Reading a row group of a parquet file failed (corrupt page, unsupported codec).
+    #[error("{path}: row group {row_group}: {reason}")]
+    ParquetRead {
+        /// The file.
+        path: String,
+        /// The row group (0-based).
+        row_group: usize,
+        /// What the parquet reader reported.
+        reason: String,
+    },
+    /// A parquet file lacks a column the dataset needs, or the column has another type.
+    #[error("{path}: column `{column}` {reason}")]
+    MissingColumn {
+        /// The file.
+        path: String,
+        /// The column.
+        column: String,
+        /// What is wrong (missing, wrong type).
+        reason: String,
+    },
+    /// A dataset row is malformed and the reader runs in strict mode.
+    #[error("{path}: row {row} (row group {row_group}, row {row_in_group} in it): {reason}")]
+    MalformedRow {
+        /// The file.
+        path: String,
+        /// The row group (0-based).
+        row_group: usize,
+        /// The row's index within the file (0-based).
+        row: usize,
+        /// The row's index within its row group (0-based).
+        row_in_group: usize,
+        /// What is wrong with the row.
+        reason: crate::data::RlaifVSkip,
+    },
+    /// A folder holds none of a dataset's shard files.
+    #[error("{dir}: no files named {pattern}")]
+    NoShards {
+        /// The folder searched.
+        dir: String,
+        /// The file name pattern (for example `RLAIF-V-Dataset_*.parquet`).
+        pattern: String,
+    },
+    /// Offline, a hub dataset's files are not in the Hugging Face cache.
+    #[error(
+        "{repo} (revision {revision}): no {pattern} in the Hugging Face cache {cache} and \
+         offline mode (HF_HUB_OFFLINE) is on; pass a local folder or go online"
+    )]
+    NotInHubCache {
+        /// The hub dataset id.
+        repo: String,
+        /// The revision.
+        revision: String,
+        /// The file name pattern looked for.
+        pattern: String,
+        /// The cache folder searched.
+        cache: String,
+    },
+    /// Talking to the Hugging Face hub or downloading from it failed.
+    #[error("{repo}: cannot fetch {what}: {reason}")]
+    Hub {
+        /// The hub id.
+        repo: String,
+        /// The file, or `repository info`.
+        what: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 impl DataError {

@@ -8,6 +8,9 @@
 //! * [`ImageTransform`]: `u8` CHW images to normalised `f32` tensors (bilinear resize as
 //!   PyTorch's `align_corners=False`, random crop and flip for training);
 //!   [`to_tensor_batch`] builds a `[N, 3, S, S]` burn tensor from CIFAR-10 indices.
+//! * [`RlaifV`]: the RLAIF-V parquet shards ([`RlaifVShards`] finds them locally or on the
+//!   hub), malformed rows skipped and counted; [`partition_rlaif_v`] deals them to clients by
+//!   source dataset or IID, with per-client train/test splits.
 //!
 //! ```no_run
 //! use burn::backend::Flex;
@@ -25,6 +28,7 @@ mod cifar10;
 mod download;
 mod error;
 mod image;
+pub mod rlaif_v;
 
 pub use cifar10::{
     CIFAR10_CLASSES, CIFAR10_FILE_BYTES, CIFAR10_IMAGE_BYTES, CIFAR10_RECORD_BYTES,
@@ -36,3 +40,10 @@ pub use download::{
 };
 pub use error::DataError;
 pub use image::{Augmentation, IMAGENET_MEAN, IMAGENET_STD, ImageTransform, to_tensor_batch};
+pub use rlaif_v::{
+    CHOSEN_COLUMN, IMAGE_BYTES_FIELD, IMAGE_COLUMN, ImageCheck, ORIGIN_COLUMN, QUESTION_COLUMN,
+    RLAIF_V_REPO, RLAIF_V_SHARD_PATTERN, RLAIF_V_SHARD_PREFIX, RLAIF_V_SHARD_SUFFIX, RlaifV,
+    RlaifVClient, RlaifVOptions, RlaifVPartitionOptions, RlaifVSample, RlaifVScheme, RlaifVShards,
+    RlaifVSkip, RlaifVSource, RlaifVSummary, is_rlaif_v_shard, partition_by_source_keys,
+    partition_rlaif_v, read_rlaif_v, rlaif_v_shards,
+};

@@ -1,0 +1,391 @@
+//! Reading RLAIF-V parquet shards, shard by shard and row group by row group.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parquet::basic::Type as PhysicalType;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::record::reader::TreeBuilder;
+use parquet::record::{Field, Row};
+use parquet::schema::types::{SchemaDescriptor, Type, TypePtr};
+
+use super::sample::{
+    ImageCheck, RlaifVOptions, RlaifVSample, RlaifVSkip, RlaifVSummary, decode_image,
+    image_dimensions,
+};
+use crate::data::DataError;
+
+/// The shard file name prefix (`RLAIF-V-Dataset_000.parquet`, ...).
+pub const RLAIF_V_SHARD_PREFIX: &str = "RLAIF-V-Dataset_";
+/// The shard file name suffix.
+pub const RLAIF_V_SHARD_SUFFIX: &str = ".parquet";
+/// The shard file name pattern, for messages.
+pub const RLAIF_V_SHARD_PATTERN: &str = "RLAIF-V-Dataset_*.parquet";
+/// The question column.
+pub const QUESTION_COLUMN: &str = "question";
+/// The preferred-answer column.
+pub const CHOSEN_COLUMN: &str = "chosen";
+/// The source-dataset column.
+pub const ORIGIN_COLUMN: &str = "origin_dataset";
+/// The image column: a struct `{bytes: binary, path: string}` as Hugging Face `datasets`
+/// stores an `Image` feature (a plain binary column is accepted too).
+pub const IMAGE_COLUMN: &str = "image";
+/// The field of [`IMAGE_COLUMN`] holding the encoded image.
+pub const IMAGE_BYTES_FIELD: &str = "bytes";
+
+/// Rows decoded at a time per column: small, since one image value is often 100 kB.
+const ROW_BATCH: usize = 32;
+
+/// Whether `name` is an RLAIF-V shard file name (`RLAIF-V-Dataset_*.parquet`).
+pub fn is_rlaif_v_shard(name: &str) -> bool {
+    name.len() > RLAIF_V_SHARD_PREFIX.len() + RLAIF_V_SHARD_SUFFIX.len()
+        && name.starts_with(RLAIF_V_SHARD_PREFIX)
+        && name.ends_with(RLAIF_V_SHARD_SUFFIX)
+}
+
+/// The RLAIF-V shards directly inside `dir`, sorted by file name.
+///
+/// # Errors
+/// [`DataError::Io`] when the folder cannot be listed, [`DataError::NoShards`] when it holds
+/// no `RLAIF-V-Dataset_*.parquet`.
+pub fn rlaif_v_shards(dir: impl AsRef<Path>) -> Result<Vec<PathBuf>, DataError> {
+    let dir = dir.as_ref();
+    let mut shards = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
+        let entry = entry.map_err(|e| DataError::io(dir, e))?;
+        let path = entry.path();
+        if path.is_file()
+            && path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(is_rlaif_v_shard)
+        {
+            shards.push(path);
+        }
+    }
+    if shards.is_empty() {
+        return Err(DataError::NoShards {
+            dir: dir.display().to_string(),
+            pattern: RLAIF_V_SHARD_PATTERN.to_string(),
+        });
+    }
+    shards.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    Ok(shards)
+}
+
+/// The RLAIF-V samples kept by a read, in shard and row order, with the read's summary.
+#[derive(Debug, Clone, Default)]
+pub struct RlaifV {
+    samples: Vec<RlaifVSample>,
+    summary: RlaifVSummary,
+}
+
+impl RlaifV {
+    /// Reads every shard of `dir` (see [`rlaif_v_shards`]).
+    ///
+    /// # Errors
+    /// As [`rlaif_v_shards`] and [`read_rlaif_v`].
+    pub fn load(dir: impl AsRef<Path>, options: &RlaifVOptions) -> Result<Self, DataError> {
+        Self::load_files(&rlaif_v_shards(dir)?, options)
+    }
+
+    /// Reads the given shards, in the given order.
+    ///
+    /// # Errors
+    /// As [`read_rlaif_v`].
+    pub fn load_files(
+        files: &[impl AsRef<Path>],
+        options: &RlaifVOptions,
+    ) -> Result<Self, DataError> {
+        let mut samples = Vec::new();
+        let summary = read_rlaif_v(files, options, |s| samples.push(s))?;
+        Ok(Self { samples, summary })
+    }
+
+    /// The kept samples.
+    pub fn samples(&self) -> &[RlaifVSample] {
+        &self.samples
+    }
+
+    /// The kept samples, by value.
+    pub fn into_samples(self) -> Vec<RlaifVSample> {
+        self.samples
+    }
+
+    /// What the read found.
+    pub fn summary(&self) -> &RlaifVSummary {
+        &self.summary
+    }
+
+    /// Number of kept samples.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Whether no sample was kept.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// The distinct source datasets, sorted.
+    pub fn sources(&self) -> Vec<&str> {
+        self.summary.sources()
+    }
+
+    /// Each sample's source dataset, in sample order (the key for
+    /// [`crate::partition::by_key`]).
+    pub fn source_keys(&self) -> Vec<&str> {
+        self.samples
+            .iter()
+            .map(|s| s.origin_dataset.as_str())
+            .collect()
+    }
+}
+
+/// Streams the usable rows of `files` (in order) to `on_sample` without keeping them, and
+/// returns the summary. Each shard is read row group by row group, `ROW_BATCH` rows at a time,
+/// and only the four used columns are decoded.
+///
+/// # Errors
+/// [`DataError::Io`] when a file cannot be opened, [`DataError::NotParquet`] when a file is
+/// truncated or not parquet, [`DataError::MissingColumn`] when a column is missing or has
+/// another type, [`DataError::ParquetRead`] when a row group cannot be decoded, and, with
+/// [`RlaifVOptions::strict`], [`DataError::MalformedRow`] for the first malformed row.
+pub fn read_rlaif_v(
+    files: &[impl AsRef<Path>],
+    options: &RlaifVOptions,
+    mut on_sample: impl FnMut(RlaifVSample),
+) -> Result<RlaifVSummary, DataError> {
+    let mut summary = RlaifVSummary::default();
+    for file in files {
+        let file = file.as_ref();
+        if limit_reached(&summary, options) {
+            summary.stopped_early = true;
+            break;
+        }
+        summary.files.push(file.to_path_buf());
+        read_file(file, options, &mut summary, &mut on_sample)?;
+    }
+    Ok(summary)
+}
+
+fn limit_reached(summary: &RlaifVSummary, options: &RlaifVOptions) -> bool {
+    options.max_samples.is_some_and(|max| summary.kept() >= max)
+}
+
+fn read_file(
+    path: &Path,
+    options: &RlaifVOptions,
+    summary: &mut RlaifVSummary,
+    on_sample: &mut impl FnMut(RlaifVSample),
+) -> Result<(), DataError> {
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let reader = SerializedFileReader::new(file).map_err(|e| DataError::NotParquet {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let root = reader
+        .metadata()
+        .file_metadata()
+        .schema_descr()
+        .root_schema_ptr();
+    let descr = Arc::new(SchemaDescriptor::new(Arc::new(projection(path, &root)?)));
+    let source_file: Arc<Path> = Arc::from(path);
+    let mut row = 0;
+    for row_group in 0..reader.num_row_groups() {
+        let read_error = |e: parquet::errors::ParquetError| DataError::ParquetRead {
+            path: path.display().to_string(),
+            row_group,
+            reason: e.to_string(),
+        };
+        if limit_reached(summary, options) {
+            summary.stopped_early = true;
+            return Ok(());
+        }
+        summary.row_groups += 1;
+        let group = reader.get_row_group(row_group).map_err(read_error)?;
+        let rows = TreeBuilder::new()
+            .with_batch_size(ROW_BATCH)
+            .as_iter(descr.clone(), group.as_ref())
+            .map_err(read_error)?;
+        for (row_in_group, record) in rows.enumerate() {
+            if limit_reached(summary, options) {
+                summary.stopped_early = true;
+                return Ok(());
+            }
+            let record = record.map_err(read_error)?;
+            summary.rows_seen += 1;
+            let at = RowAt {
+                source_file: &source_file,
+                row_group,
+                row,
+            };
+            match check_row(record, options, summary, &at) {
+                Verdict::Keep(sample) => {
+                    *summary
+                        .kept_per_source
+                        .entry(sample.origin_dataset.clone())
+                        .or_insert(0) += 1;
+                    on_sample(*sample);
+                }
+                Verdict::Capped => summary.capped += 1,
+                Verdict::Skip(reason) if options.strict => {
+                    return Err(DataError::MalformedRow {
+                        path: path.display().to_string(),
+                        row_group,
+                        row,
+                        row_in_group,
+                        reason,
+                    });
+                }
+                Verdict::Skip(reason) => *summary.skipped.entry(reason).or_insert(0) += 1,
+            }
+            row += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Where a row is.
+struct RowAt<'a> {
+    source_file: &'a Arc<Path>,
+    row_group: usize,
+    row: usize,
+}
+
+enum Verdict {
+    Keep(Box<RlaifVSample>),
+    Capped,
+    Skip(RlaifVSkip),
+}
+
+/// Checks one projected row (`question`, `chosen`, `origin_dataset`, `image`, in that order).
+fn check_row(
+    record: Row,
+    options: &RlaifVOptions,
+    summary: &RlaifVSummary,
+    at: &RowAt<'_>,
+) -> Verdict {
+    let mut columns = record.into_columns().into_iter().map(|(_, field)| field);
+    let mut next_text = || columns.next().and_then(text);
+    let (question, chosen, origin) = (next_text(), next_text(), next_text());
+    let image = columns.next().and_then(image_bytes);
+    let (image_bytes, question, chosen, origin_dataset) = match (image, question, chosen, origin) {
+        (None, ..) => return Verdict::Skip(RlaifVSkip::MissingImage),
+        (_, None, ..) => return Verdict::Skip(RlaifVSkip::EmptyQuestion),
+        (_, _, None, _) => return Verdict::Skip(RlaifVSkip::EmptyAnswer),
+        (_, _, _, None) => return Verdict::Skip(RlaifVSkip::MissingSource),
+        (Some(i), Some(q), Some(c), Some(o)) => (i, q, c, o),
+    };
+    let full = options.max_samples_per_source.is_some_and(|max| {
+        summary
+            .kept_per_source
+            .get(&origin_dataset)
+            .is_some_and(|&n| n >= max)
+    });
+    if full {
+        return Verdict::Capped;
+    }
+    let decodable = match options.image_check {
+        ImageCheck::Decode => decode_image(&image_bytes).is_ok(),
+        ImageCheck::Header => image_dimensions(&image_bytes).is_ok(),
+        ImageCheck::None => true,
+    };
+    if !decodable {
+        return Verdict::Skip(RlaifVSkip::UndecodableImage);
+    }
+    Verdict::Keep(Box::new(RlaifVSample {
+        question,
+        chosen,
+        origin_dataset,
+        image_bytes,
+        source_file: Arc::clone(at.source_file),
+        row_group: at.row_group,
+        row: at.row,
+    }))
+}
+
+/// A non-blank string value (UTF-8 string or binary column).
+fn text(field: Field) -> Option<String> {
+    let text = match field {
+        Field::Str(s) => s,
+        Field::Bytes(b) => String::from_utf8(b.data().to_vec()).ok()?,
+        _ => return None,
+    };
+    (!text.trim().is_empty()).then_some(text)
+}
+
+/// The non-empty encoded image of an `image` value: the struct's `bytes` field, or a plain
+/// binary value.
+fn image_bytes(field: Field) -> Option<Vec<u8>> {
+    let bytes = match field {
+        Field::Bytes(b) => b,
+        Field::Group(row) => row
+            .into_columns()
+            .into_iter()
+            .find_map(|(name, f)| match f {
+                Field::Bytes(b) if name == IMAGE_BYTES_FIELD => Some(b),
+                _ => None,
+            })?,
+        _ => return None,
+    };
+    (!bytes.data().is_empty()).then(|| bytes.data().to_vec())
+}
+
+/// The projection of the file schema `root` onto the four used columns, in the order
+/// [`check_row`] expects; the image struct is cut down to its `bytes` field.
+fn projection(path: &Path, root: &TypePtr) -> Result<Type, DataError> {
+    let missing = |column: &str, reason: &str| DataError::MissingColumn {
+        path: path.display().to_string(),
+        column: column.to_string(),
+        reason: reason.to_string(),
+    };
+    let find = |name: &str| {
+        root.get_fields()
+            .iter()
+            .find(|f| f.name() == name)
+            .ok_or_else(|| missing(name, "is missing"))
+    };
+    let is_binary =
+        |f: &TypePtr| f.is_primitive() && f.get_physical_type() == PhysicalType::BYTE_ARRAY;
+    let mut fields = Vec::with_capacity(4);
+    for name in [QUESTION_COLUMN, CHOSEN_COLUMN, ORIGIN_COLUMN] {
+        let field = find(name)?;
+        if !is_binary(field) {
+            return Err(missing(name, "is not a string column"));
+        }
+        fields.push(Arc::clone(field));
+    }
+    let image = find(IMAGE_COLUMN)?;
+    let image = if is_binary(image) {
+        Arc::clone(image)
+    } else if image.is_group() {
+        let bytes = image
+            .get_fields()
+            .iter()
+            .find(|f| f.name() == IMAGE_BYTES_FIELD && is_binary(f))
+            .ok_or_else(|| missing(IMAGE_COLUMN, "has no binary `bytes` field"))?;
+        let info = image.get_basic_info();
+        let mut builder =
+            Type::group_type_builder(IMAGE_COLUMN).with_fields(vec![Arc::clone(bytes)]);
+        if info.has_repetition() {
+            builder = builder.with_repetition(info.repetition());
+        }
+        Arc::new(
+            builder
+                .build()
+                .map_err(|e| missing(IMAGE_COLUMN, &e.to_string()))?,
+        )
+    } else {
+        return Err(missing(IMAGE_COLUMN, "is neither binary nor a struct"));
+    };
+    fields.push(image);
+    Type::group_type_builder(root.name())
+        .with_fields(fields)
+        .build()
+        .map_err(|e| DataError::NotParquet {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+}
