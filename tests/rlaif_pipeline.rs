@@ -76,9 +76,12 @@ fn write_column(
     col.close().expect("close column");
 }
 
+/// Image bytes, question, chosen answer, source.
+type Row = (Vec<u8>, String, String, String);
+
 /// One shard: 8 rows of source `alpha_vqa` (JPEG) and 8 of `beta-caps` (PNG).
 fn write_dataset(dir: &Path) {
-    let mut rows: Vec<(Vec<u8>, String, String, String)> = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
     let words = ["red", "blue", "green", "cat", "dog", "tree", "car", "sky"];
     for i in 0..16u8 {
         let (source, format) = if i % 2 == 0 {
@@ -100,9 +103,7 @@ fn write_dataset(dir: &Path) {
     let file = std::fs::File::create(path).expect("create shard");
     let mut writer = SerializedFileWriter::new(file, schema, props).expect("writer");
     let mut rg = writer.next_row_group().expect("row group");
-    let col = |f: &dyn Fn(&(Vec<u8>, String, String, String)) -> Vec<u8>| -> Vec<Vec<u8>> {
-        rows.iter().map(f).collect()
-    };
+    let col = |f: &dyn Fn(&Row) -> Vec<u8>| -> Vec<Vec<u8>> { rows.iter().map(f).collect() };
     write_column(&mut rg, &col(&|r| r.0.clone()), 2);
     write_column(&mut rg, &col(&|_| b"img.jpg".to_vec()), 2);
     write_column(&mut rg, &col(&|r| r.1.clone().into_bytes()), 1);
