@@ -49,11 +49,14 @@ fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// Writes the wide checkpoint folder (config, weights, tokenizer, preprocessor config).
-pub fn wide_florence2_folder() -> TempDir {
+/// The tiny checkpoint as it is (vocab 96) with the text fixtures' tokenizer (1725 tokens: a
+/// mismatch) and a 64x64 preprocessor config.
+pub fn tiny_florence2_folder() -> TempDir {
     let tiny = fixtures().join("florence2/tiny_native");
     let dir = TempDir::new().expect("tempdir");
-    copy(&tiny.join("config.json"), &dir.path().join("config.json"));
+    for file in ["config.json", "model.safetensors"] {
+        copy(&tiny.join(file), &dir.path().join(file));
+    }
     copy(
         &fixtures().join("florence2_text/tokenizer.json"),
         &dir.path().join("tokenizer.json"),
@@ -66,7 +69,14 @@ pub fn wide_florence2_folder() -> TempDir {
     );
     std::fs::write(dir.path().join("preprocessor_config.json"), json)
         .expect("write preprocessor config");
+    dir
+}
 
+/// The wide checkpoint folder: [`tiny_florence2_folder`] with `shared` grown to
+/// [`WIDE_VOCAB`] rows and `config.json` saying so.
+pub fn wide_florence2_folder() -> TempDir {
+    let tiny = fixtures().join("florence2/tiny_native");
+    let dir = tiny_florence2_folder();
     let bytes = std::fs::read(tiny.join("model.safetensors")).expect("tiny weights");
     let tensors = SafeTensors::deserialize(&bytes).expect("valid safetensors");
     let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();

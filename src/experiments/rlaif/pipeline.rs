@@ -145,7 +145,7 @@ pub fn run_rule<B: AutodiffBackend>(
     let data = &inputs.data;
     let vocab = inputs.base.language_model.vocab_size();
     let mut task = VqaTask::<B>::new(
-        Arc::new(data.samples.clone()),
+        data.samples.clone(),
         data.split.clone(),
         vocab,
         &inputs.device,
