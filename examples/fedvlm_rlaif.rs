@@ -274,7 +274,7 @@ fn run(args: &Args) -> Result<(), AnyError> {
     let rows = load_data(args, &shards, &config)?;
     println!("{}", rows.summary());
     let t = Instant::now();
-    let data = Arc::new(RlaifData::prepare(&config, &rows, &processor)?);
+    let mut data = RlaifData::prepare(&config, &rows, &processor)?;
     drop(rows);
     println!(
         "{} samples preprocessed in {:.1} s; {} trainer(s): {}",
@@ -311,8 +311,10 @@ fn run(args: &Args) -> Result<(), AnyError> {
             ..CacheConfig::default()
         };
         let cache = build_cache(&base.valid(), &data, &cache_config, &device)?;
+        // Cached samples no longer need their pixels (except those that generate answers).
+        let freed = data.drop_cached_pixels(&cache, config.answers_per_client)?;
         println!(
-            "frozen-prefix cache: {} of {} samples, {} MB in {:.1} s",
+            "frozen-prefix cache: {} of {} samples, {} MB in {:.1} s ({freed} images freed)",
             cache.len(),
             cache.num_samples(),
             cache.bytes() / 1_000_000,
@@ -323,6 +325,7 @@ fn run(args: &Args) -> Result<(), AnyError> {
         None
     };
 
+    let data = Arc::new(data);
     std::fs::create_dir_all(&args.out)?;
     let inputs = RunInputs {
         config: &config,

@@ -420,6 +420,43 @@ fn cached_and_uncached_training_give_the_same_losses() {
 }
 
 #[test]
+fn dropping_cached_pixels_changes_nothing_but_needs_the_cache() {
+    let _serial = serial();
+    let fixture = Fixture::new(config(1));
+    let cache = fixture.cache(CacheDtype::F16);
+    let kept = run_rule(
+        &fixture.inputs(Some(cache.clone()), None, false),
+        Sharing::PLora,
+    )
+    .unwrap();
+
+    let mut data = (*fixture.data).clone();
+    let freed = data.drop_cached_pixels(&cache, 1).unwrap();
+    assert_eq!(freed, 16 - 2, "all but one test sample per client");
+    for (k, test) in data.split.test.iter().enumerate() {
+        assert!(!data.samples[test[0]].pixel_values.is_empty(), "client {k}");
+    }
+    let data = Arc::new(data);
+    let inputs = RunInputs {
+        data: data.clone(),
+        ..fixture.inputs(Some(cache), None, false)
+    };
+    let dropped = run_rule(&inputs, Sharing::PLora).unwrap();
+    assert_eq!(
+        without_timings(&dropped.reports),
+        without_timings(&kept.reports)
+    );
+    assert_eq!(dropped.answers, kept.answers);
+
+    let uncached = RunInputs {
+        data,
+        ..fixture.inputs(None, None, false)
+    };
+    let err = run_rule(&uncached, Sharing::PLora).err().unwrap();
+    assert!(matches!(err, FedError::InvalidConfig { .. }), "{err}");
+}
+
+#[test]
 fn centralized_training_runs_one_trainer_over_all_data() {
     let _serial = serial();
     let fixture = Fixture::new(RlaifConfig {

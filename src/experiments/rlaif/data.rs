@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::config::RlaifConfig;
 use crate::data::{RlaifV, RlaifVPartitionOptions, RlaifVScheme, partition_rlaif_v};
 use crate::error::{FedError, Result};
-use crate::experiments::vqa::{VqaSample, VqaSplit};
+use crate::experiments::vqa::{FrozenPrefixCache, VqaSample, VqaSplit};
 use crate::models::florence2::processor::Florence2Processor;
 
 /// The question and reference answer of one sample, as text (for the generated-answers file).
@@ -33,6 +33,9 @@ pub struct RlaifData {
     pub split: VqaSplit,
     /// Per trainer, the source datasets it holds.
     pub sources: Vec<Vec<String>>,
+    /// Samples whose pixels were freed by [`Self::drop_cached_pixels`] (they can only be used
+    /// through that cache).
+    pub pixels_dropped: usize,
 }
 
 impl RlaifData {
@@ -139,7 +142,49 @@ impl RlaifData {
             texts,
             split,
             sources,
+            pixels_dropped: 0,
         })
+    }
+
+    /// Frees the preprocessed pixels (7 MB a sample at 768x768) of every sample whose frozen
+    /// prefix `cache` holds, except each trainer's first `keep_test` test samples (they
+    /// generate the answers written after the last round). Training and scoring then need
+    /// that cache: [`super::run_rule`] refuses to run these data without one. Returns the
+    /// number of samples freed.
+    ///
+    /// # Errors
+    /// [`FedError::InvalidConfig`] when `cache` was built over another number of samples.
+    pub fn drop_cached_pixels(
+        &mut self,
+        cache: &FrozenPrefixCache,
+        keep_test: usize,
+    ) -> Result<usize> {
+        if cache.num_samples() != self.samples.len() {
+            return Err(FedError::config(
+                "cache",
+                format!(
+                    "was built over {} samples, the data have {}",
+                    cache.num_samples(),
+                    self.samples.len()
+                ),
+            ));
+        }
+        let mut keep = vec![false; self.samples.len()];
+        for test in &self.split.test {
+            for &i in test.iter().take(keep_test) {
+                keep[i] = true;
+            }
+        }
+        let samples = Arc::make_mut(&mut self.samples);
+        let mut freed = 0;
+        for (i, sample) in samples.iter_mut().enumerate() {
+            if !keep[i] && cache.get(i).is_some() && !sample.pixel_values.is_empty() {
+                sample.pixel_values = Vec::new();
+                freed += 1;
+            }
+        }
+        self.pixels_dropped += freed;
+        Ok(freed)
     }
 
     /// Number of trainers.

@@ -134,7 +134,8 @@ pub struct RunInputs<'a, B: Backend> {
 /// [`RlaifConfig::answers_per_client`] test samples (written to [`ANSWERS_FILE`]).
 ///
 /// # Errors
-/// [`FedError::InvalidConfig`] for invalid settings or a resume with other settings, the
+/// [`FedError::InvalidConfig`] for invalid settings, a resume with other settings, or no
+/// cache for data whose pixels were dropped ([`RlaifData::drop_cached_pixels`]); the
 /// simulation's, the model's and I/O errors.
 pub fn run_rule<B: AutodiffBackend>(
     inputs: &RunInputs<'_, B>,
@@ -150,8 +151,19 @@ pub fn run_rule<B: AutodiffBackend>(
         vocab,
         &inputs.device,
     )?;
-    if let Some(cache) = &inputs.cache {
-        task = task.with_cache(cache.clone())?;
+    match &inputs.cache {
+        Some(cache) => task = task.with_cache(cache.clone())?,
+        None if data.pixels_dropped > 0 => {
+            return Err(FedError::config(
+                "cache",
+                format!(
+                    "the pixels of {} samples were dropped for the frozen-prefix cache; \
+                     run with that cache",
+                    data.pixels_dropped
+                ),
+            ));
+        }
+        None => {}
     }
     let models = build_client_models(inputs.base, config, sharing, data.num_trainers())?;
     let mut sim = Simulation::new(
