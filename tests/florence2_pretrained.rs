@@ -8,14 +8,21 @@
 //! * a "wide" copy of the tiny checkpoint, whose `shared` embedding table gets rows 96..1724
 //!   (deterministic values; rows 0..95 unchanged) and whose `config.json` says vocab 1725, runs
 //!   the whole pipeline; its answers are checked against the parts run by hand (processor,
-//!   `Florence2::generate`, decode, post-process).
+//!   `Florence2::generate`, decode, post-process). Both folders come from
+//!   `tests/common/florence2_wide.rs` (shared with `tests/rlaif_pipeline.rs`).
+
+mod common;
 
 use std::path::{Path, PathBuf};
 
 use burn::backend::Flex;
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use fedvlm::models::florence2::hub::{Florence2Files, HubError, HubOptions};
+use common::florence2_wide::{
+    WIDE_IMAGE_SIZE as IMAGE_SIZE, WIDE_VOCAB as TOKENIZER_VOCAB, offline_options,
+    tiny_florence2_folder as tiny_folder, wide_florence2_folder as wide_folder,
+};
+use fedvlm::models::florence2::hub::{Florence2Files, HubError};
 use fedvlm::models::florence2::processor::{
     Florence2Answer, Florence2Processor, ImageConfig, ProcessorError, load_image, preprocess_images,
 };
@@ -23,118 +30,14 @@ use fedvlm::models::florence2::{
     Florence2, Florence2Config, Florence2Pipeline, Florence2Query, GenerationConfig, PipelineError,
 };
 use image::DynamicImage;
-use safetensors::SafeTensors;
-use safetensors::tensor::{Dtype, TensorView};
 use tempfile::TempDir;
 
 type B = Flex;
 
-/// The tokenizer's size with Florence-2's tokens: 701 + 1024.
-const TOKENIZER_VOCAB: usize = 1725;
-/// The tiny model's image size (its position tables hold a 2x2 grid at most).
-const IMAGE_SIZE: usize = 64;
-const SHARED: &str = "model.language_model.shared.weight";
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn tiny_dir() -> PathBuf {
-    fixtures().join("florence2/tiny_native")
-}
-
 fn text_fixture(name: &str) -> PathBuf {
-    fixtures().join("florence2_text").join(name)
-}
-
-fn copy(from: &Path, to: &Path) {
-    std::fs::copy(from, to)
-        .unwrap_or_else(|e| panic!("{} -> {}: {e}", from.display(), to.display()));
-}
-
-/// Options that never look at the environment: offline, with an empty cache.
-fn offline_options(cache: &Path) -> HubOptions {
-    HubOptions {
-        offline: true,
-        cache_dir: cache.to_path_buf(),
-        ..HubOptions::from_vars(|_| None)
-    }
-}
-
-fn write_preprocessor_config(dir: &Path) {
-    let json = format!(
-        r#"{{"size": {{"height": {IMAGE_SIZE}, "width": {IMAGE_SIZE}}}, "resample": 3,
-            "do_resize": true, "do_rescale": true, "rescale_factor": 0.00392156862745098,
-            "do_normalize": true, "image_mean": [0.485, 0.456, 0.406],
-            "image_std": [0.229, 0.224, 0.225]}}"#
-    );
-    std::fs::write(dir.join("preprocessor_config.json"), json).expect("write preprocessor config");
-}
-
-/// The tiny checkpoint as it is, with the text fixtures' tokenizer (a mismatch).
-fn tiny_folder() -> TempDir {
-    let dir = TempDir::new().expect("tempdir");
-    for file in ["config.json", "model.safetensors"] {
-        copy(&tiny_dir().join(file), &dir.path().join(file));
-    }
-    copy(
-        &text_fixture("tokenizer.json"),
-        &dir.path().join("tokenizer.json"),
-    );
-    write_preprocessor_config(dir.path());
-    dir
-}
-
-/// Deterministic values in [-1, 1) (a 64-bit LCG).
-fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed;
-    (0..n)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
-/// The tiny checkpoint with its vocabulary widened to the tokenizer's: `shared` gets
-/// `TOKENIZER_VOCAB - 96` more rows, `config.json` the new `vocab_size`.
-fn wide_folder() -> TempDir {
-    let dir = tiny_folder();
-    let bytes = std::fs::read(tiny_dir().join("model.safetensors")).expect("tiny weights");
-    let tensors = SafeTensors::deserialize(&bytes).expect("valid safetensors");
-    let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (name, view) in tensors.tensors() {
-        let mut shape = view.shape().to_vec();
-        let mut data = view.data().to_vec();
-        if name == SHARED {
-            assert_eq!(view.dtype(), Dtype::F32);
-            let extra = (TOKENIZER_VOCAB - shape[0]) * shape[1];
-            for v in pseudo_random(extra, 7) {
-                data.extend_from_slice(&(1.0 * v).to_le_bytes());
-            }
-            shape[0] = TOKENIZER_VOCAB;
-        }
-        owned.push((name, view.dtype(), shape, data));
-    }
-    let views: Vec<(String, TensorView<'_>)> = owned
-        .iter()
-        .map(|(name, dtype, shape, data)| {
-            let view = TensorView::new(*dtype, shape.clone(), data).expect("tensor view");
-            (name.clone(), view)
-        })
-        .collect();
-    let out = safetensors::serialize(views, None).expect("serialize");
-    std::fs::write(dir.path().join("model.safetensors"), out).expect("write weights");
-
-    let config_path = dir.path().join("config.json");
-    let mut config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&config_path).expect("config"))
-            .expect("json");
-    config["text_config"]["vocab_size"] = TOKENIZER_VOCAB.into();
-    std::fs::write(&config_path, config.to_string()).expect("write config");
-    dir
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/florence2_text")
+        .join(name)
 }
 
 fn pipeline(dir: &Path) -> Florence2Pipeline<B> {

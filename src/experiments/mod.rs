@@ -2,4 +2,5 @@
 //! these, and the tests run them end to end on synthetic data.
 
 pub mod cifar10;
+pub mod rlaif;
 pub mod vqa;

@@ -1,6 +1,8 @@
 //! Fixture readers shared by the integration tests (MobileNetV3, Florence-2).
 #![allow(dead_code)]
 
+pub mod florence2_wide;
+
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;

@@ -1,0 +1,220 @@
+//! Settings of the RLAIF-V experiment.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{FedError, Result};
+use crate::experiments::cifar10::StrategyKind;
+use crate::federated::{OptimizerConfig, SimulationConfig, WireDtype};
+use crate::lora::{LoraConfig, Sharing};
+use crate::strategy::Strategy;
+use crate::{FedAvg, FedProx};
+
+/// Every setting of the experiment; [`Default`] gives the paper's (Section 4: 4 clients, one
+/// or more source datasets each, 5 rounds of 3 local epochs, batch 16, AdamW at 1e-6, pLoRA
+/// rank 4 / alpha 8 / dropout 0.1 on the last decoder layer's self-attention `q_proj` and
+/// `v_proj`, FedAvg).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RlaifConfig {
+    /// Number of clients (the paper: 4). Non-IID: source datasets grouped into this many
+    /// clients; IID: a random share each.
+    pub clients: usize,
+    /// Deal samples uniformly at random instead of by source dataset.
+    pub iid: bool,
+    /// Centralised training (the paper's Figure 2): one trainer holding every client's data,
+    /// the same rounds and local epochs.
+    pub centralized: bool,
+    /// Federated rounds (the paper: 5).
+    pub rounds: u64,
+    /// Local epochs per round (the paper: 3).
+    pub local_epochs: usize,
+    /// Local batch size (the paper: 16).
+    pub batch_size: usize,
+    /// Evaluation batch size.
+    pub eval_batch_size: usize,
+    /// Local learning rate, AdamW (the paper: 1e-6).
+    pub lr: f64,
+    /// Adapters of every rule except FFA-LoRA (the paper: rank 4, alpha 8, dropout 0.1).
+    pub lora: LoraConfig,
+    /// Adapters under FFA-LoRA (its authors recommend rank 8, alpha 8).
+    pub ffa_lora: LoraConfig,
+    /// Server aggregation.
+    pub strategy: StrategyKind,
+    /// FedProx's `mu` (used with [`StrategyKind::FedProx`]).
+    pub mu: f64,
+    /// Keep a random subset of at most this many samples per client (before the train/test
+    /// split); `None` keeps all.
+    pub max_samples_per_client: Option<usize>,
+    /// Fraction of each client's samples held out as its test split, in `(0, 1)`.
+    pub test_fraction: f64,
+    /// Longest prompt in tokens (`<s> question </s>`), longer ones are cut.
+    pub max_prompt_len: usize,
+    /// Longest answer in tokens (`<s> answer </s>`), longer ones are cut.
+    pub max_answer_len: usize,
+    /// Train from the frozen-prefix cache (the last decoder layer's inputs computed once).
+    pub cache: bool,
+    /// Generated answers written per client after the last round.
+    pub answers_per_client: usize,
+    /// Most new tokens of those generated answers.
+    pub answer_max_new_tokens: usize,
+    /// Seed of the split, the adapters, shuffling and dropout.
+    pub seed: u64,
+    /// Precision of the tensors on the wire.
+    pub wire_dtype: WireDtype,
+}
+
+impl Default for RlaifConfig {
+    fn default() -> Self {
+        Self {
+            clients: 4,
+            iid: false,
+            centralized: false,
+            rounds: 5,
+            local_epochs: 3,
+            batch_size: 16,
+            eval_batch_size: 16,
+            lr: 1e-6,
+            lora: LoraConfig::paper(),
+            ffa_lora: LoraConfig {
+                rank: 8,
+                alpha: 8.0,
+                dropout: 0.1,
+            },
+            strategy: StrategyKind::FedAvg,
+            mu: 0.01,
+            max_samples_per_client: None,
+            test_fraction: 0.2,
+            max_prompt_len: 256,
+            max_answer_len: 256,
+            cache: true,
+            answers_per_client: 3,
+            answer_max_new_tokens: 64,
+            seed: 42,
+            wire_dtype: WireDtype::F32,
+        }
+    }
+}
+
+impl RlaifConfig {
+    /// A preset that finishes in a few minutes on a CPU: 2 clients of at most 12 samples,
+    /// 2 rounds of 1 local epoch, batch 4, prompts and answers cut to 48 tokens, and a
+    /// learning rate of 1e-4 (so that so few steps move the scores at all).
+    pub fn quick() -> Self {
+        Self {
+            clients: 2,
+            rounds: 2,
+            local_epochs: 1,
+            batch_size: 4,
+            eval_batch_size: 4,
+            lr: 1e-4,
+            max_samples_per_client: Some(12),
+            test_fraction: 0.25,
+            max_prompt_len: 48,
+            max_answer_len: 48,
+            answers_per_client: 2,
+            answer_max_new_tokens: 24,
+            ..Self::default()
+        }
+    }
+
+    /// The adapters of `sharing`: [`Self::ffa_lora`] for FFA-LoRA, [`Self::lora`] otherwise.
+    pub fn lora_for(&self, sharing: Sharing) -> LoraConfig {
+        match sharing {
+            Sharing::FfaLora => self.ffa_lora,
+            _ => self.lora,
+        }
+    }
+
+    /// Number of trainers the simulation runs: 1 when centralised.
+    pub fn num_trainers(&self) -> usize {
+        if self.centralized { 1 } else { self.clients }
+    }
+
+    /// The output sub-folder of a rule's run: the rule's name, prefixed with `centralized-`
+    /// for centralised training.
+    pub fn run_name(&self, sharing: Sharing) -> String {
+        if self.centralized {
+            format!("centralized-{}", sharing.name())
+        } else {
+            sharing.name().to_string()
+        }
+    }
+
+    /// Checks the settings that the simulation does not check itself.
+    ///
+    /// # Errors
+    /// [`FedError::InvalidConfig`] naming the first bad setting.
+    pub fn validate(&self) -> Result<()> {
+        self.lora.validate()?;
+        self.ffa_lora.validate()?;
+        if self.clients == 0 {
+            return Err(FedError::config("clients", "must be at least 1"));
+        }
+        if self.rounds == 0 || self.local_epochs == 0 {
+            return Err(FedError::config(
+                "rounds",
+                "rounds and local epochs must be at least 1",
+            ));
+        }
+        if self.batch_size == 0 || self.eval_batch_size == 0 {
+            return Err(FedError::config("batch_size", "must be at least 1"));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(FedError::config(
+                "lr",
+                format!("must be > 0, got {}", self.lr),
+            ));
+        }
+        if !(self.test_fraction > 0.0 && self.test_fraction < 1.0) {
+            return Err(FedError::config(
+                "test_fraction",
+                format!("must be in (0, 1), got {}", self.test_fraction),
+            ));
+        }
+        if self.max_prompt_len < 2 || self.max_answer_len < 2 {
+            return Err(FedError::config(
+                "max_length",
+                "prompts and answers need room for <s> and </s> (at least 2 tokens)",
+            ));
+        }
+        if self.max_samples_per_client == Some(0) {
+            return Err(FedError::config(
+                "max_samples_per_client",
+                "must be at least 1",
+            ));
+        }
+        if self.strategy == StrategyKind::FedProx && !(self.mu.is_finite() && self.mu >= 0.0) {
+            return Err(FedError::config(
+                "mu",
+                format!("must be >= 0, got {}", self.mu),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The simulation settings these imply.
+    pub fn simulation(&self, progress: bool) -> SimulationConfig {
+        SimulationConfig {
+            rounds: self.rounds,
+            fraction: 1.0,
+            local_epochs: self.local_epochs,
+            batch_size: self.batch_size,
+            eval_batch_size: self.eval_batch_size,
+            lr: self.lr,
+            optimizer: OptimizerConfig::default(),
+            keep_optimizer_state: false,
+            seed: self.seed,
+            wire_dtype: self.wire_dtype,
+            evaluate_initial: true,
+            global_eval_every: 0,
+            progress,
+        }
+    }
+
+    /// The server strategy.
+    pub fn build_strategy(&self) -> Box<dyn Strategy> {
+        match self.strategy {
+            StrategyKind::FedAvg => Box::new(FedAvg::new()),
+            StrategyKind::FedProx => Box::new(FedProx::new(self.mu)),
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! The paper's main experiment (Section 4, Tables 3 and 4, Figures 2, 3 and 5): Florence-2
+//! fine-tuned on RLAIF-V with pLoRA, FedAvg-LoRA (FLoRA), FFA-LoRA or FedSA-LoRA across
+//! clients holding one or more source datasets each (or IID shares), or centrally.
+//!
+//! * [`config`]: [`RlaifConfig`], the paper's settings by default.
+//! * [`data`]: [`RlaifData::prepare`], RLAIF-V rows to preprocessed, tokenised samples and the
+//!   clients' split.
+//! * [`pipeline`]: client models, the frozen-prefix cache, and [`run_rule`] (metrics,
+//!   checkpoints, resume, generated answers).
+
+pub mod config;
+pub mod data;
+pub mod pipeline;
+
+pub use config::RlaifConfig;
+pub use data::{RlaifData, SampleText};
+pub use pipeline::{
+    ANSWERS_FILE, GeneratedAnswer, RuleRun, RunInputs, build_cache, build_client_models,
+    freeze_base, run_rule,
+};
