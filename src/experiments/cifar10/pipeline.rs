@@ -12,9 +12,9 @@ use super::config::Cifar10Config;
 use super::task::CifarTask;
 use crate::Simulation;
 use crate::data::{Checksum, Cifar10, Downloader, ImageTransform, torch_hub_checkpoints_dir};
-use crate::error::{FedError, Result};
+use crate::error::Result;
 use crate::federated::simulation::mix_seed;
-use crate::federated::{JsonlWriter, RoundReport, ShareSpec};
+use crate::federated::{RoundReport, ShareSpec, run_in_dir};
 use crate::lora::{Sharing, freeze_all};
 use crate::models::{MobileNetV3, MobileNetV3Arch, MobileNetV3Config};
 
@@ -170,61 +170,15 @@ pub fn run_rule<B: AutodiffBackend>(
         let reports = sim.run(|_, _| Ok(()))?;
         return Ok(RuleRun { sharing, reports });
     };
-    let dir = out_dir.join(sharing.name());
-    std::fs::create_dir_all(&dir).map_err(|e| FedError::io(&dir, e))?;
-    let checkpoint = dir.join("checkpoint");
-    let metrics = dir.join("metrics.jsonl");
-    let settings = dir.join("config.json");
-    let mut previous = Vec::new();
-    if inputs.resume && checkpoint.join("checkpoint.json").is_file() {
-        check_same_settings(&settings, config)?;
-        sim.resume(&checkpoint)?;
-        let done = sim.next_round() - 1;
-        if metrics.is_file() {
-            previous = JsonlWriter::read_all(&metrics)?;
-            previous.retain(|r| r.round <= done);
-        }
-    }
-    std::fs::write(&settings, serde_json::to_vec_pretty(config)?)
-        .map_err(|e| FedError::io(&settings, e))?;
-    // Rewrite the reports up to the checkpoint, so a run stopped after its last checkpoint
-    // does not leave rounds that will be run again.
-    let mut log = JsonlWriter::create(&metrics)?;
-    for report in &previous {
-        log.write(report)?;
-    }
-    let reports = sim.run(|sim, report| {
-        log.write(report)?;
-        if report.round > 0 {
-            sim.save_checkpoint(&checkpoint)?;
-        }
-        Ok(())
-    })?;
-    previous.extend(reports);
-    Ok(RuleRun {
-        sharing,
-        reports: previous,
-    })
-}
-
-/// A resumed run must use the settings it started with (only `rounds` may grow).
-fn check_same_settings(path: &Path, config: &Cifar10Config) -> Result<()> {
-    let Ok(text) = std::fs::read(path) else {
-        return Ok(());
-    };
-    let saved: Cifar10Config = serde_json::from_slice(&text)?;
-    let comparable = Cifar10Config {
-        rounds: config.rounds,
-        ..saved
-    };
-    if &comparable != config {
-        return Err(FedError::config(
-            "resume",
-            format!(
-                "{} was written with other settings; resume with the same ones or another --out",
-                path.display()
-            ),
-        ));
-    }
-    Ok(())
+    let reports = run_in_dir(
+        &mut sim,
+        &out_dir.join(sharing.name()),
+        config,
+        inputs.resume,
+        |saved| Cifar10Config {
+            rounds: config.rounds,
+            ..saved
+        },
+    )?;
+    Ok(RuleRun { sharing, reports })
 }

@@ -15,7 +15,7 @@ use crate::Simulation;
 use crate::error::{FedError, Result};
 use crate::experiments::vqa::{CacheConfig, FrozenPrefixCache, VqaTask};
 use crate::federated::simulation::mix_seed;
-use crate::federated::{JsonlWriter, RoundReport, ShareSpec, Split};
+use crate::federated::{RoundReport, ShareSpec, Split, run_in_dir};
 use crate::lora::{Sharing, freeze_all};
 use crate::models::florence2::processor::Florence2Processor;
 use crate::models::florence2::{Florence2, GenerationConfig};
@@ -186,36 +186,10 @@ pub fn run_rule<B: AutodiffBackend>(
         });
     };
     let dir = out_dir.join(&name);
-    std::fs::create_dir_all(&dir).map_err(|e| FedError::io(&dir, e))?;
-    let checkpoint = dir.join("checkpoint");
-    let metrics = dir.join("metrics.jsonl");
-    let settings = dir.join("config.json");
-    let mut previous = Vec::new();
-    if inputs.resume && checkpoint.join("checkpoint.json").is_file() {
-        check_same_settings(&settings, config)?;
-        sim.resume(&checkpoint)?;
-        let done = sim.next_round() - 1;
-        if metrics.is_file() {
-            previous = JsonlWriter::read_all(&metrics)?;
-            previous.retain(|r| r.round <= done);
-        }
-    }
-    std::fs::write(&settings, serde_json::to_vec_pretty(config)?)
-        .map_err(|e| FedError::io(&settings, e))?;
-    // Rewrite the reports up to the checkpoint, so a run stopped after its last checkpoint
-    // does not leave rounds that will be run again.
-    let mut log = JsonlWriter::create(&metrics)?;
-    for report in &previous {
-        log.write(report)?;
-    }
-    let reports = sim.run(|sim, report| {
-        log.write(report)?;
-        if report.round > 0 {
-            sim.save_checkpoint(&checkpoint)?;
-        }
-        Ok(())
+    let previous = run_in_dir(&mut sim, &dir, config, inputs.resume, |saved| RlaifConfig {
+        rounds: config.rounds,
+        ..saved
     })?;
-    previous.extend(reports);
     let answers = generate_answers(&sim, inputs)?;
     write_answers(&dir.join(ANSWERS_FILE), &answers)?;
     Ok(RuleRun {
@@ -276,26 +250,4 @@ fn write_answers(path: &Path, answers: &[GeneratedAnswer]) -> Result<()> {
         text.push('\n');
     }
     std::fs::write(path, text).map_err(|e| FedError::io(path, e))
-}
-
-/// A resumed run must use the settings it started with (only `rounds` may grow).
-fn check_same_settings(path: &Path, config: &RlaifConfig) -> Result<()> {
-    let Ok(text) = std::fs::read(path) else {
-        return Ok(());
-    };
-    let saved: RlaifConfig = serde_json::from_slice(&text)?;
-    let comparable = RlaifConfig {
-        rounds: config.rounds,
-        ..saved
-    };
-    if &comparable != config {
-        return Err(FedError::config(
-            "resume",
-            format!(
-                "{} was written with other settings; resume with the same ones or another --out",
-                path.display()
-            ),
-        ));
-    }
-    Ok(())
 }
