@@ -66,7 +66,7 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "plora,fedavg-lora")]
     compare: Vec<Sharing>,
     /// Server strategy: fedavg or fedprox.
-    #[arg(long, value_parser = parse_strategy)]
+    #[arg(long)]
     strategy: Option<StrategyKind>,
     /// FedProx's mu.
     #[arg(long)]
@@ -129,14 +129,6 @@ fn parse_arch(s: &str) -> Result<MobileNetV3Arch, String> {
         "small" => Ok(MobileNetV3Arch::Small),
         "large" => Ok(MobileNetV3Arch::Large),
         _ => Err(format!("unknown arch `{s}` (small or large)")),
-    }
-}
-
-fn parse_strategy(s: &str) -> Result<StrategyKind, String> {
-    match s {
-        "fedavg" => Ok(StrategyKind::FedAvg),
-        "fedprox" => Ok(StrategyKind::FedProx),
-        _ => Err(format!("unknown strategy `{s}` (fedavg or fedprox)")),
     }
 }
 

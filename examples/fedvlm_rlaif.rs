@@ -28,7 +28,6 @@ use burn::module::AutodiffModule;
 use clap::Parser;
 use fedvlm::Sharing;
 use fedvlm::data::{RLAIF_V_REPO, RlaifV, RlaifVOptions, RlaifVShards};
-use fedvlm::experiments::cifar10::StrategyKind;
 use fedvlm::experiments::rlaif::{
     RlaifConfig, RlaifData, RuleRun, RunInputs, build_cache, freeze_base, run_rule,
 };
@@ -36,6 +35,7 @@ use fedvlm::experiments::vqa::CacheConfig;
 use fedvlm::federated::{LabelledRun, write_csv, write_svg_chart};
 use fedvlm::metrics::ClassificationMetrics;
 use fedvlm::models::florence2::Florence2Pipeline;
+use fedvlm::strategy::StrategyKind;
 
 /// CPU by default; `--features cuda` runs on the GPU.
 #[cfg(not(feature = "cuda"))]
@@ -69,7 +69,7 @@ struct Args {
     )]
     compare: Vec<Sharing>,
     /// Server strategy: fedavg or fedprox.
-    #[arg(long, value_parser = parse_strategy)]
+    #[arg(long)]
     strategy: Option<StrategyKind>,
     /// FedProx's mu.
     #[arg(long)]
@@ -147,14 +147,6 @@ struct Args {
     /// 1 epoch (flags still override it).
     #[arg(long)]
     quick: bool,
-}
-
-fn parse_strategy(s: &str) -> Result<StrategyKind, String> {
-    match s {
-        "fedavg" => Ok(StrategyKind::FedAvg),
-        "fedprox" => Ok(StrategyKind::FedProx),
-        _ => Err(format!("unknown strategy `{s}` (fedavg or fedprox)")),
-    }
 }
 
 impl Args {

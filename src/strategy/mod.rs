@@ -8,10 +8,12 @@
 mod fedavg;
 mod fedopt;
 mod fedprox;
+mod kind;
 
 pub use fedavg::{FedAvg, Weighting, weighted_average};
 pub use fedopt::{FedAdam, FedYogi, ServerOptConfig};
 pub use fedprox::FedProx;
+pub use kind::StrategyKind;
 
 use crate::error::Result;
 use crate::federated::{ClientUpdate, Payload};

@@ -7,18 +7,7 @@ use crate::federated::{OptimizerConfig, SimulationConfig, WireDtype};
 use crate::lora::LoraConfig;
 use crate::models::{AdapterTargets, MobileNetV3Arch};
 use crate::strategy::Strategy;
-use crate::{FedAvg, FedProx};
-
-/// Server aggregation of the experiment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StrategyKind {
-    /// FedAvg weighted by example count.
-    #[default]
-    FedAvg,
-    /// FedProx with the configured `mu`.
-    FedProx,
-}
+pub use crate::strategy::StrategyKind;
 
 /// Every setting of the experiment; [`Default`] gives the paper's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,12 +119,7 @@ impl Cifar10Config {
                 format!("must be at least 32, got {}", self.image_size),
             ));
         }
-        if self.strategy == StrategyKind::FedProx && !(self.mu.is_finite() && self.mu >= 0.0) {
-            return Err(FedError::config(
-                "mu",
-                format!("must be >= 0, got {}", self.mu),
-            ));
-        }
+        self.strategy.validate(self.mu)?;
         Ok(())
     }
 
@@ -165,9 +149,6 @@ impl Cifar10Config {
 
     /// The server strategy.
     pub fn build_strategy(&self) -> Box<dyn Strategy> {
-        match self.strategy {
-            StrategyKind::FedAvg => Box::new(FedAvg::new()),
-            StrategyKind::FedProx => Box::new(FedProx::new(self.mu)),
-        }
+        self.strategy.build(self.mu)
     }
 }

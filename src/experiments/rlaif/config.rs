@@ -3,11 +3,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FedError, Result};
-use crate::experiments::cifar10::StrategyKind;
 use crate::federated::{OptimizerConfig, SimulationConfig, WireDtype};
 use crate::lora::{LoraConfig, Sharing};
 use crate::strategy::Strategy;
-use crate::{FedAvg, FedProx};
+use crate::strategy::StrategyKind;
 
 /// Every setting of the experiment; [`Default`] gives the paper's (Section 4: 4 clients, one
 /// or more source datasets each, 5 rounds of 3 local epochs, batch 16, AdamW at 1e-6, pLoRA
@@ -182,12 +181,7 @@ impl RlaifConfig {
                 "must be at least 1",
             ));
         }
-        if self.strategy == StrategyKind::FedProx && !(self.mu.is_finite() && self.mu >= 0.0) {
-            return Err(FedError::config(
-                "mu",
-                format!("must be >= 0, got {}", self.mu),
-            ));
-        }
+        self.strategy.validate(self.mu)?;
         Ok(())
     }
 
@@ -212,9 +206,6 @@ impl RlaifConfig {
 
     /// The server strategy.
     pub fn build_strategy(&self) -> Box<dyn Strategy> {
-        match self.strategy {
-            StrategyKind::FedAvg => Box::new(FedAvg::new()),
-            StrategyKind::FedProx => Box::new(FedProx::new(self.mu)),
-        }
+        self.strategy.build(self.mu)
     }
 }
