@@ -8,8 +8,9 @@
 //! * The reference batch `b2_768` (batch 2, 768x768, 577 image tokens) takes tens of seconds
 //!   per forward here, too slow for criterion's minimum of 10 samples. The binary times it
 //!   itself, as the reference script does (one warm-up, then the median of 3 runs), for
-//!   `forward` and `forward_backward_plora` (below), and prints the figures before criterion
-//!   starts. Set `FLORENCE2_BENCH_SKIP_REFERENCE=1` to skip it (about 3 minutes).
+//!   `image_features` (vision tower + projector, the script's first line), `forward` and
+//!   `forward_backward_plora` (below), and prints the figures before criterion starts. Set
+//!   `FLORENCE2_BENCH_SKIP_REFERENCE=1` to skip it (about 3.5 minutes).
 //! * The smaller configuration `b1_384` (batch 1, 384x384, 145 image tokens) goes through
 //!   criterion.
 //!
@@ -34,8 +35,9 @@
 //! set `FLORENCE2_BENCH_SKIP_LARGE=1` to skip drawing large's 770M weights, 3 GiB of f32).
 //!
 //! Run with `cargo bench --bench florence2` (about 5 minutes once built on a quiet 2-core
-//! machine). A criterion filter (`cargo bench --bench florence2 -- last_layer`) selects among
-//! the criterion groups only; the counts and the reference batch are still printed.
+//! machine). A criterion filter selects among the criterion benchmarks (only those that run
+//! build their model and inputs); the counts and the reference batch are printed regardless:
+//! `FLORENCE2_BENCH_SKIP_REFERENCE=1 cargo bench --bench florence2 -- last_layer`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -250,6 +252,11 @@ fn reference_batch() {
     {
         let model = Florence2::<Fwd>::new(&Florence2Config::base(), SEED, &device).expect("base");
         let batch = Batch::<Fwd>::new(REFERENCE, &device);
+        time_reference("image_features", || {
+            model
+                .image_features(batch.pixel_values.clone())
+                .expect("image features")
+        });
         time_reference("forward", || {
             model
                 .forward(
@@ -284,13 +291,20 @@ fn plora_step<'a>(
     }
 }
 
+// Each benchmark builds what it needs inside its closure (once, kept in an `Option`), which
+// criterion only calls when the benchmark passes the command line's filter.
+
 fn bench_forward(c: &mut Criterion) {
-    let device = Default::default();
-    let model = Florence2::<Fwd>::new(&Florence2Config::base(), SEED, &device).expect("base");
-    let batch = Batch::<Fwd>::new(SMALL, &device);
+    let mut state = None;
     let mut group = c.benchmark_group("florence2_forward");
     configure(&mut group);
     group.bench_function(SMALL.name, |b| {
+        let (model, batch) = state.get_or_insert_with(|| {
+            let device = Default::default();
+            let model =
+                Florence2::<Fwd>::new(&Florence2Config::base(), SEED, &device).expect("base");
+            (model, Batch::<Fwd>::new(SMALL, &device))
+        });
         b.iter(|| {
             black_box(
                 model
@@ -318,25 +332,35 @@ fn check_grads(model: &Florence2<Train>, grads: <Train as AutodiffBackend>::Grad
 }
 
 fn bench_forward_backward(c: &mut Criterion) {
-    let device = Default::default();
-    let model = adapted_base::<Train>(&device);
-    let batch = Batch::<Train>::new(SMALL, &device);
-    let mut step = plora_step(&model, &batch);
-    check_grads(&model, step());
+    let mut state = None;
     let mut group = c.benchmark_group("florence2_forward_backward_plora");
     configure(&mut group);
-    group.bench_function(SMALL.name, |b| b.iter(|| black_box(step())));
+    group.bench_function(SMALL.name, |b| {
+        let (model, batch) = state.get_or_insert_with(|| {
+            let device = Default::default();
+            let model = adapted_base::<Train>(&device);
+            let batch = Batch::<Train>::new(SMALL, &device);
+            check_grads(&model, plora_step(&model, &batch)());
+            (model, batch)
+        });
+        let mut step = plora_step(model, batch);
+        b.iter(|| black_box(step()))
+    });
     group.finish();
 }
 
-fn bench_last_layer(c: &mut Criterion) {
-    let device = Default::default();
-    let model = adapted_base::<Train>(&device);
-    let frozen = model.valid();
-    let mut group = c.benchmark_group("florence2_last_layer_plora");
-    for case in [REFERENCE, SMALL] {
-        // The cache: encoder output and the frozen decoder prefix, without dropout or graph.
-        let batch = Batch::<Fwd>::new(case, &device);
+/// The cached inputs of the last decoder layer: encoder output, frozen-prefix output, labels.
+struct Cache {
+    encoder_hidden: Tensor<Train, 3>,
+    prefix: Tensor<Train, 3>,
+    labels: Tensor<Train, 1, Int>,
+}
+
+impl Cache {
+    /// Runs the encoder and the decoder prefix on the inner backend (no dropout, no graph).
+    fn new(model: &Florence2<Train>, case: Case) -> Self {
+        let frozen = model.valid();
+        let batch = Batch::<Fwd>::new(case, &Default::default());
         let start = Instant::now();
         let encoded = frozen
             .encode(batch.pixel_values, batch.input_ids, None)
@@ -350,19 +374,39 @@ fn bench_last_layer(c: &mut Criterion) {
             case.name,
             start.elapsed().as_secs_f64()
         );
-        let encoder_hidden = Tensor::<Train, 3>::from_inner(encoded.hidden);
-        let prefix = Tensor::<Train, 3>::from_inner(prefix);
-        let labels = Tensor::<Train, 1, Int>::from_inner(batch.labels);
-        let step = || {
-            let logits = model
-                .language_model
-                .decode_last_layer(prefix.clone(), encoder_hidden.clone(), None, None)
-                .expect("last layer");
-            loss(logits, labels.clone()).backward()
-        };
-        check_grads(&model, step());
-        configure(&mut group);
-        group.bench_function(case.name, |b| b.iter(|| black_box(step())));
+        Self {
+            encoder_hidden: Tensor::from_inner(encoded.hidden),
+            prefix: Tensor::from_inner(prefix),
+            labels: Tensor::from_inner(batch.labels),
+        }
+    }
+
+    /// One training step of the last layer: forward from the cache, cross-entropy, backward.
+    fn step(&self, model: &Florence2<Train>) -> <Train as AutodiffBackend>::Gradients {
+        let logits = model
+            .language_model
+            .decode_last_layer(self.prefix.clone(), self.encoder_hidden.clone(), None, None)
+            .expect("last layer");
+        loss(logits, self.labels.clone()).backward()
+    }
+}
+
+fn bench_last_layer(c: &mut Criterion) {
+    let mut model = None;
+    let mut group = c.benchmark_group("florence2_last_layer_plora");
+    configure(&mut group);
+    for case in [REFERENCE, SMALL] {
+        let mut cache = None;
+        group.bench_function(case.name, |b| {
+            let model: &Florence2<Train> =
+                model.get_or_insert_with(|| adapted_base(&Default::default()));
+            let cache = cache.get_or_insert_with(|| {
+                let cache = Cache::new(model, case);
+                check_grads(model, cache.step(model));
+                cache
+            });
+            b.iter(|| black_box(cache.step(model)))
+        });
     }
     group.finish();
 }
