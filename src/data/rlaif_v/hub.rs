@@ -8,7 +8,7 @@ use hf_hub::{Cache, Repo, RepoType};
 
 use super::reader::{RLAIF_V_SHARD_PATTERN, is_rlaif_v_shard, rlaif_v_shards};
 use crate::data::DataError;
-use crate::models::florence2::hub::HubOptions;
+use crate::models::florence2::hub::{HubOptions, is_hub_id};
 
 /// The hub dataset id of RLAIF-V.
 pub const RLAIF_V_REPO: &str = "openbmb/RLAIF-V-Dataset";
@@ -34,19 +34,6 @@ pub struct RlaifVShards {
     pub files: Vec<PathBuf>,
     /// Where they came from.
     pub source: RlaifVSource,
-}
-
-/// A hub id `org/name` (letters, digits, `-`, `_`, `.`; no `..`).
-fn is_hub_id(id: &str) -> bool {
-    let parts: Vec<&str> = id.split('/').collect();
-    parts.len() == 2
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && !p.contains("..")
-                && !p.starts_with(['-', '.'])
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        })
 }
 
 impl RlaifVShards {
@@ -213,9 +200,8 @@ mod tests {
     #[test]
     fn hub_ids() {
         assert!(is_hub_id("openbmb/RLAIF-V-Dataset"));
-        for bad in [
-            "", "RLAIF-V", "/abs/dir", "./rel", "a/b/c", "org/..", "a b/c",
-        ] {
+        assert!(is_hub_id("squad")); // canonical datasets have no organisation
+        for bad in ["", "/abs/dir", "./rel", "a/b/c", "org/..", "a b/c"] {
             assert!(!is_hub_id(bad), "{bad}");
         }
     }

@@ -184,8 +184,8 @@ const WEIGHTS_FILES: [(&str, WeightsFormat); 2] = [
 const EITHER_WEIGHTS: &str = "model.safetensors or pytorch_model.bin";
 
 /// A hub id is `name` or `org/name` with letters, digits, `-`, `_`, `.`; no `..`, no leading
-/// or trailing `-`/`.`.
-fn is_hub_id(model: &str) -> bool {
+/// or trailing `-`/`.`. Model and dataset ids follow the same rule.
+pub(crate) fn is_hub_id(model: &str) -> bool {
     let parts: Vec<&str> = model.split('/').collect();
     !model.is_empty()
         && parts.len() <= 2
