@@ -347,3 +347,62 @@ fn count_trainable<M: burn::module::Module<burn::backend::Autodiff<Flex>>>(model
     model.visit(&mut count);
     count.0
 }
+
+/// Microsoft's keys of the real Florence-2-base (`base_shapes.json`, listed by
+/// `scripts/generate_florence2_reference.py` from transformers' conversion) map through the
+/// crate's `ORIGINAL_KEY_RULES` onto exactly the native keys, with the same shapes (the raw
+/// `image_projection` transposed).
+#[test]
+fn base_original_keys_map_onto_the_native_ones() {
+    use fedvlm::models::florence2::{bart, davit, projector};
+    use std::collections::BTreeMap;
+
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(florence2_fixtures().join("base_shapes.json")).expect("shapes"),
+    )
+    .expect("json");
+    let shapes = |layout: &str| -> BTreeMap<String, Vec<usize>> {
+        serde_json::from_value(json[layout].clone()).expect("key -> shape")
+    };
+    let rename = |key: &str, rules: &[(&str, &str)]| -> Option<String> {
+        rules.iter().find_map(|(from, to)| {
+            let re = fancy_regex::Regex::new(from).expect("rule");
+            re.is_match(key)
+                .expect("match")
+                .then(|| re.replace(key, *to).into_owned())
+        })
+    };
+    let mut mapped = BTreeMap::new();
+    for (key, mut shape) in shapes("original") {
+        let native = if let Some(k) = rename(&key, davit::ORIGINAL_KEY_RULES)
+            .or_else(|| rename(&key, projector::ORIGINAL_KEY_RULES))
+        {
+            format!("model.{k}")
+        } else if key.starts_with("vision_tower.") {
+            format!("model.{key}") // the same name in both layouts
+        } else if key == "language_model.final_logits_bias" {
+            continue; // zero in Microsoft's checkpoints, absent from the native model
+        } else {
+            let k = rename(&key, bart::ORIGINAL_KEY_RULES).expect("a rule for every key");
+            if k.starts_with("lm_head.") {
+                k
+            } else {
+                format!("model.language_model.{k}")
+            }
+        };
+        if key == "image_projection" {
+            shape.reverse();
+        }
+        mapped.insert(native, shape);
+    }
+    let native = shapes("native");
+    // Tied copies of `shared` may be listed by one layout and not the other.
+    let tied = |k: &String| k.ends_with("embed_tokens.weight") || k == "lm_head.weight";
+    let strip = |m: &BTreeMap<String, Vec<usize>>| -> BTreeMap<String, Vec<usize>> {
+        m.iter()
+            .filter(|(k, _)| !tied(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    assert_eq!(strip(&mapped), strip(&native));
+}
