@@ -109,7 +109,7 @@ impl WireDtype {
         }
     }
 
-    fn safetensors_dtype(self) -> Dtype {
+    pub(crate) fn safetensors_dtype(self) -> Dtype {
         match self {
             WireDtype::F32 => Dtype::F32,
             WireDtype::F16 => Dtype::F16,
@@ -117,7 +117,7 @@ impl WireDtype {
         }
     }
 
-    fn encode(self, values: &[f32]) -> Vec<u8> {
+    pub(crate) fn encode(self, values: &[f32]) -> Vec<u8> {
         let mut out = Vec::with_capacity(values.len() * self.size());
         match self {
             WireDtype::F32 => values
@@ -309,7 +309,8 @@ impl Payload {
     }
 }
 
-fn decode(name: &str, view: &TensorView<'_>) -> Result<Vec<f32>, PayloadError> {
+/// The values of a safetensors tensor in f32, f16 or bf16, as f32.
+pub(crate) fn decode(name: &str, view: &TensorView<'_>) -> Result<Vec<f32>, PayloadError> {
     let data = view.data();
     Ok(match view.dtype() {
         Dtype::F32 => data

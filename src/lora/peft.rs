@@ -89,15 +89,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use burn::prelude::*;
-use half::{bf16, f16};
-use safetensors::tensor::{Dtype, TensorView};
+use safetensors::tensor::TensorView;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{AdapterMatrix, LoraConfig};
 use crate::error::{FedError, Result};
 use crate::federated::path::TensorRole;
-use crate::federated::payload::{Payload, PayloadError, TensorValues, WireDtype};
+use crate::federated::payload::{Payload, PayloadError, TensorValues, WireDtype, decode};
 use crate::federated::state::{apply_payload, collect_where};
 
 /// File name of peft's adapter configuration.
@@ -448,14 +447,14 @@ pub fn save_peft_adapter<B: Backend, M: Module<B>>(
             Some((
                 key.as_str(),
                 tensor.shape.as_slice(),
-                encode(export.dtype, &tensor.values),
+                export.dtype.encode(&tensor.values),
             ))
         })
         .collect();
     let views = encoded
         .iter()
         .map(|(key, shape, bytes)| {
-            TensorView::new(safetensors_dtype(export.dtype), shape.to_vec(), bytes)
+            TensorView::new(export.dtype.safetensors_dtype(), shape.to_vec(), bytes)
                 .map(|view| (*key, view))
                 .map_err(|e| PayloadError::Malformed(e.to_string()))
         })
@@ -632,50 +631,4 @@ pub fn load_peft_adapter<B: Backend, M: Module<B>>(
         return Err(PayloadError::MissingTensor(key.clone()).into());
     }
     Ok(apply_payload(module, &payload)?)
-}
-
-fn safetensors_dtype(dtype: WireDtype) -> Dtype {
-    match dtype {
-        WireDtype::F32 => Dtype::F32,
-        WireDtype::F16 => Dtype::F16,
-        WireDtype::Bf16 => Dtype::BF16,
-    }
-}
-
-fn encode(dtype: WireDtype, values: &[f32]) -> Vec<u8> {
-    match dtype {
-        WireDtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        WireDtype::F16 => values
-            .iter()
-            .flat_map(|v| f16::from_f32(*v).to_le_bytes())
-            .collect(),
-        WireDtype::Bf16 => values
-            .iter()
-            .flat_map(|v| bf16::from_f32(*v).to_le_bytes())
-            .collect(),
-    }
-}
-
-fn decode(name: &str, view: &TensorView<'_>) -> std::result::Result<Vec<f32>, PayloadError> {
-    let data = view.data();
-    Ok(match view.dtype() {
-        Dtype::F32 => data
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        Dtype::F16 => data
-            .chunks_exact(2)
-            .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => data
-            .chunks_exact(2)
-            .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        other => {
-            return Err(PayloadError::UnsupportedDtype {
-                name: name.to_string(),
-                dtype: format!("{other:?}"),
-            });
-        }
-    })
 }
