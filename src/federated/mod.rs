@@ -22,4 +22,4 @@ pub use run_dir::{CHECKPOINT_DIR, METRICS_FILE, SETTINGS_FILE, run_in_dir};
 pub use server::{ClientUpdate, Server};
 pub use simulation::{OptimizerConfig, Simulation, SimulationConfig};
 pub use state::{ShareSpec, apply_payload, collect_client_state, collect_shared, collect_where};
-pub use task::{EvalBatch, FederatedTask, Split};
+pub use task::{EvalBatch, FederatedTask, Split, dataset_rows};

@@ -17,6 +17,33 @@ pub enum Split {
     GlobalTest,
 }
 
+/// The dataset rows of examples `batch` of `client`'s `split`, for tasks that keep each
+/// client's rows per split (`train[client]`, `test[client]`, and one `global_test` list).
+///
+/// # Errors
+/// [`FedError::Task`] for an unknown client or an example index past the client's split.
+pub fn dataset_rows(
+    (train, test, global_test): (&[Vec<usize>], &[Vec<usize>], &[usize]),
+    client: usize,
+    split: Split,
+    batch: &[usize],
+) -> Result<Vec<usize>> {
+    let own: &[usize] = match split {
+        Split::Train => train.get(client).map(Vec::as_slice),
+        Split::Test => test.get(client).map(Vec::as_slice),
+        Split::GlobalTest => Some(global_test),
+    }
+    .ok_or_else(|| FedError::Task(format!("no client {client}")))?;
+    batch
+        .iter()
+        .map(|&i| {
+            own.get(i)
+                .copied()
+                .ok_or_else(|| FedError::Task(format!("client {client} has no example {i}")))
+        })
+        .collect()
+}
+
 /// Summed loss and predictions of one evaluation batch.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EvalBatch {

@@ -12,9 +12,9 @@ use rand::{SeedableRng, rngs::ChaCha8Rng};
 use super::cache::PrefixCache;
 use super::clients::ClientSplit;
 use crate::data::{Cifar10, ImageTransform, to_tensor_batch};
-use crate::error::{FedError, Result};
+use crate::error::Result;
 use crate::federated::simulation::mix_seed;
-use crate::federated::{EvalBatch, FederatedTask, Split};
+use crate::federated::{EvalBatch, FederatedTask, Split, dataset_rows};
 use crate::models::MobileNetV3;
 use crate::models::mobilenet_v3::Dense;
 
@@ -97,20 +97,12 @@ impl<B: Backend> CifarTask<B> {
     }
 
     fn rows(&self, client: usize, split: Split, batch: &[usize]) -> Result<Vec<usize>> {
-        let own = match split {
-            Split::Train => self.split.train.get(client),
-            Split::Test => self.split.test.get(client),
-            Split::GlobalTest => Some(&self.split.global_test),
-        }
-        .ok_or_else(|| FedError::Task(format!("no client {client}")))?;
-        batch
-            .iter()
-            .map(|&i| {
-                own.get(i)
-                    .copied()
-                    .ok_or_else(|| FedError::Task(format!("client {client} has no example {i}")))
-            })
-            .collect()
+        let split_rows = (
+            self.split.train.as_slice(),
+            self.split.test.as_slice(),
+            self.split.global_test.as_slice(),
+        );
+        dataset_rows(split_rows, client, split, batch)
     }
 
     fn targets(&self, split: Split, rows: &[usize]) -> Vec<usize> {

@@ -10,7 +10,7 @@ use super::cache::{FrozenPrefixCache, PrefixBatch, compute_entries};
 use super::loss::{masked_cross_entropy, score_tokens};
 use super::sample::{VqaBatch, VqaSample, decoder_tensors};
 use crate::error::{FedError, Result};
-use crate::federated::{EvalBatch, FederatedTask, Split};
+use crate::federated::{EvalBatch, FederatedTask, Split, dataset_rows};
 use crate::models::florence2::{Florence2, GenerationConfig};
 
 /// Which samples (indices into the task's sample list) each client trains and is scored on.
@@ -132,20 +132,12 @@ impl<B: Backend> VqaTask<B> {
     /// # Errors
     /// [`FedError::Task`] for an unknown client or example.
     pub fn rows(&self, client: usize, split: Split, batch: &[usize]) -> Result<Vec<usize>> {
-        let own = match split {
-            Split::Train => self.split.train.get(client),
-            Split::Test => self.split.test.get(client),
-            Split::GlobalTest => Some(&self.split.global_test),
-        }
-        .ok_or_else(|| FedError::Task(format!("no client {client}")))?;
-        batch
-            .iter()
-            .map(|&i| {
-                own.get(i)
-                    .copied()
-                    .ok_or_else(|| FedError::Task(format!("client {client} has no example {i}")))
-            })
-            .collect()
+        let split_rows = (
+            self.split.train.as_slice(),
+            self.split.test.as_slice(),
+            self.split.global_test.as_slice(),
+        );
+        dataset_rows(split_rows, client, split, batch)
     }
 
     /// Generates answers (see [`GenerationConfig`]) for examples `batch` of `client`'s
