@@ -95,6 +95,10 @@ struct Args {
     /// Local batch size.
     #[arg(long)]
     batch_size: Option<usize>,
+    /// Gradient accumulation: run each batch as micro-batches of this many samples (same
+    /// step, less memory).
+    #[arg(long)]
+    micro_batch_size: Option<usize>,
     /// Adapter rank (FFA-LoRA keeps its own rank 8 unless --ffa-rank is given).
     #[arg(long)]
     rank: Option<usize>,
@@ -175,6 +179,9 @@ impl Args {
             max_answer_len,
             answers_per_client
         );
+        if self.micro_batch_size.is_some() {
+            c.micro_batch_size = self.micro_batch_size;
+        }
         if self.max_samples_per_client.is_some() {
             c.max_samples_per_client = self.max_samples_per_client;
         }

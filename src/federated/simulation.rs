@@ -8,7 +8,9 @@ use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer, Sgd, SgdConfig};
+use burn::optim::{
+    AdamW, AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer, Sgd, SgdConfig,
+};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -122,6 +124,13 @@ pub struct SimulationConfig {
     pub local_epochs: usize,
     /// Training batch size.
     pub batch_size: usize,
+    /// Gradient accumulation: split every training batch into micro-batches of at most this
+    /// many examples, run forward and backward on each in turn and take one optimiser step on
+    /// their combined gradient. The step equals the full batch's (each micro-batch's mean loss
+    /// weighted by [`FederatedTask::loss_weight`]) while only one micro-batch's activations
+    /// are alive at a time. `None` (the default) runs each batch whole.
+    #[serde(default)]
+    pub micro_batch_size: Option<usize>,
     /// Evaluation batch size.
     pub eval_batch_size: usize,
     /// Local learning rate.
@@ -156,6 +165,7 @@ impl Default for SimulationConfig {
             fraction: 1.0,
             local_epochs: 3,
             batch_size: 16,
+            micro_batch_size: None,
             eval_batch_size: 64,
             lr: 1e-6,
             optimizer: OptimizerConfig::default(),
@@ -184,6 +194,9 @@ impl SimulationConfig {
         if self.batch_size == 0 || self.eval_batch_size == 0 {
             return Err(FedError::config("batch_size", "must be at least 1"));
         }
+        if self.micro_batch_size == Some(0) {
+            return Err(FedError::config("micro_batch_size", "must be at least 1"));
+        }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(FedError::config(
                 "lr",
@@ -192,6 +205,12 @@ impl SimulationConfig {
         }
         Ok(())
     }
+}
+
+/// One training batch's combined gradient and the sum of its examples' losses.
+struct BatchStep {
+    grads: GradientsParams,
+    loss_sum: f64,
 }
 
 /// Mixes seed components into one 64-bit seed (SplitMix64 finaliser).
@@ -464,20 +483,10 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
             let seed = mix_seed(&[self.config.seed, round, k as u64, 3, epoch as u64]);
             order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
             for batch in order.chunks(self.config.batch_size) {
-                let mut loss = self.task.loss(&model, k, batch)?;
-                let value: f64 = loss.clone().into_scalar().elem();
-                if !value.is_finite() {
-                    return Err(FedError::Task(format!(
-                        "client {k} round {round}: non-finite training loss {value}"
-                    )));
-                }
-                loss_sum += value * batch.len() as f64;
+                let step = self.batch_gradients(&model, k, round, batch, anchor)?;
+                loss_sum += step.loss_sum;
                 loss_count += batch.len();
-                if let Some((anchor, mu)) = anchor {
-                    loss = loss + proximal_term(&model, anchor, *mu);
-                }
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
-                model = optimizer.step(self.config.lr, model, grads);
+                model = optimizer.step(self.config.lr, model, step.grads);
             }
         }
         if self.config.keep_optimizer_state {
@@ -489,6 +498,69 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
             0.0
         };
         Ok((model, mean, n))
+    }
+
+    /// The gradient of one training batch, whole or accumulated over micro-batches
+    /// ([`SimulationConfig::micro_batch_size`]), and the sum of its examples' losses.
+    fn batch_gradients(
+        &self,
+        model: &T::Model,
+        k: usize,
+        round: u64,
+        batch: &[usize],
+        anchor: Option<&(ProxAnchor<B>, f64)>,
+    ) -> Result<BatchStep> {
+        let micro = self
+            .config
+            .micro_batch_size
+            .unwrap_or(batch.len())
+            .clamp(1, batch.len().max(1));
+        let parts: Vec<&[usize]> = batch.chunks(micro).collect();
+        // Each part's mean loss counts in proportion to the terms it averages, so that the
+        // accumulated gradient is the whole batch's.
+        let weights = if parts.len() == 1 {
+            vec![1.0]
+        } else {
+            let weights = parts
+                .iter()
+                .map(|part| self.task.loss_weight(k, part))
+                .collect::<Result<Vec<f64>>>()?;
+            let total: f64 = weights.iter().sum();
+            if !(total.is_finite() && total > 0.0) {
+                return Err(FedError::Task(format!(
+                    "client {k} round {round}: loss weights of a batch sum to {total}"
+                )));
+            }
+            weights.into_iter().map(|w| w / total).collect()
+        };
+        let mut accumulator = GradientsAccumulator::<T::Model>::new();
+        let mut loss_sum = 0.0;
+        for (i, (part, weight)) in parts.iter().zip(weights).enumerate() {
+            let mut loss = self.task.loss(model, k, part)?;
+            let value: f64 = loss.clone().into_scalar().elem();
+            if !value.is_finite() {
+                return Err(FedError::Task(format!(
+                    "client {k} round {round}: non-finite training loss {value}"
+                )));
+            }
+            loss_sum += value * part.len() as f64;
+            if weight != 1.0 {
+                loss = loss.mul_scalar(weight);
+            }
+            // The proximal term belongs to the step, not to each micro-batch: added once.
+            if let (Some((anchor, mu)), true) = (anchor, i + 1 == parts.len()) {
+                loss = loss + proximal_term(model, anchor, *mu);
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), model);
+            if parts.len() == 1 {
+                return Ok(BatchStep { grads, loss_sum });
+            }
+            accumulator.accumulate(model, grads);
+        }
+        Ok(BatchStep {
+            grads: accumulator.grads(),
+            loss_sum,
+        })
     }
 
     fn evaluate_round(

@@ -115,6 +115,19 @@ pub trait FederatedTask<B: AutodiffBackend> {
     /// The mean training loss of `model` on the examples `batch` of `client`'s training split.
     fn loss(&self, model: &Self::Model, client: usize, batch: &[usize]) -> Result<Tensor<B, 1>>;
 
+    /// How many terms the mean loss of `batch` averages over: the weight of its gradient when
+    /// [`crate::federated::SimulationConfig::micro_batch_size`] splits a training batch into
+    /// micro-batches. The default, `batch.len()`, is right for a mean over examples; a loss
+    /// averaged over tokens returns the batch's token count, so that the accumulated step
+    /// equals the whole batch's.
+    ///
+    /// # Errors
+    /// As [`Self::loss`], for indices it does not know.
+    fn loss_weight(&self, client: usize, batch: &[usize]) -> Result<f64> {
+        let _ = client;
+        Ok(batch.len() as f64)
+    }
+
     /// Scores `model` (without autodiff) on the examples `batch` of `client`'s `split`.
     fn evaluate(
         &self,

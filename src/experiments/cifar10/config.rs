@@ -135,6 +135,7 @@ impl Cifar10Config {
             fraction: self.fraction,
             local_epochs: self.local_epochs,
             batch_size: self.batch_size,
+            micro_batch_size: None,
             eval_batch_size: 256,
             lr: self.lr,
             optimizer: OptimizerConfig::default(),

@@ -28,6 +28,11 @@ pub struct RlaifConfig {
     pub local_epochs: usize,
     /// Local batch size (the paper: 16).
     pub batch_size: usize,
+    /// Gradient accumulation: run each batch as micro-batches of at most this many samples
+    /// and step once on their combined gradient (the same step as the whole batch, with only
+    /// one micro-batch's activations in memory). `None` runs whole batches.
+    #[serde(default)]
+    pub micro_batch_size: Option<usize>,
     /// Evaluation batch size.
     pub eval_batch_size: usize,
     /// Local learning rate, AdamW (the paper: 1e-6).
@@ -70,6 +75,7 @@ impl Default for RlaifConfig {
             rounds: 5,
             local_epochs: 3,
             batch_size: 16,
+            micro_batch_size: None,
             eval_batch_size: 16,
             lr: 1e-6,
             lora: LoraConfig::paper(),
@@ -157,6 +163,9 @@ impl RlaifConfig {
         if self.batch_size == 0 || self.eval_batch_size == 0 {
             return Err(FedError::config("batch_size", "must be at least 1"));
         }
+        if self.micro_batch_size == Some(0) {
+            return Err(FedError::config("micro_batch_size", "must be at least 1"));
+        }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(FedError::config(
                 "lr",
@@ -192,6 +201,7 @@ impl RlaifConfig {
             fraction: 1.0,
             local_epochs: self.local_epochs,
             batch_size: self.batch_size,
+            micro_batch_size: self.micro_batch_size,
             eval_batch_size: self.eval_batch_size,
             lr: self.lr,
             optimizer: OptimizerConfig::default(),

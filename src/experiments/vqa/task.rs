@@ -246,6 +246,16 @@ impl<B: AutodiffBackend> FederatedTask<B> for VqaTask<B> {
         masked_cross_entropy(logits, labels)
     }
 
+    /// The batch's answer tokens: [`masked_cross_entropy`] averages over them.
+    fn loss_weight(&self, client: usize, batch: &[usize]) -> Result<f64> {
+        let rows = self.rows(client, Split::Train, batch)?;
+        Ok(self
+            .picked(&rows)
+            .iter()
+            .map(|s| s.answer_ids.len() as f64)
+            .sum())
+    }
+
     fn evaluate(
         &self,
         model: &<Self::Model as AutodiffModule<B>>::InnerModule,
