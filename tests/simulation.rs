@@ -287,6 +287,52 @@ fn fedprox_runs_and_reports_finite_losses() {
     }
 }
 
+/// Every tensor of every client after `config`'s rounds of FedProx (mu 1) with plain SGD and no
+/// dropout, so that the run is a function of the gradients alone.
+fn fedprox_weights(config: SimulationConfig) -> Vec<Vec<f32>> {
+    let device = Default::default();
+    let d = data(2);
+    let lora = LoraConfig::new(4, 8.0);
+    let models = (0..2)
+        .map(|k| SyntheticModel::new(&d, &lora, 100 + k, &device).unwrap())
+        .collect();
+    let task = SyntheticTask::<B>::new(d, &device).unwrap();
+    let config = SimulationConfig {
+        optimizer: fedvlm::federated::OptimizerConfig::Sgd {
+            momentum: 0.0,
+            weight_decay: 0.0,
+        },
+        lr: 0.1,
+        ..config
+    };
+    let spec = ShareSpec::new(Sharing::PLora);
+    let mut sim = Simulation::new(config, spec, task, FedProx::new(1.0), models).unwrap();
+    sim.run(|_, _| Ok(())).unwrap();
+    (0..2)
+        .map(|k| {
+            let all = collect_where(sim.client_model(k).unwrap(), |_, _| true);
+            all.tensors.values().flat_map(|t| t.values.clone()).collect()
+        })
+        .collect()
+}
+
+#[test]
+fn micro_batches_under_fedprox_take_the_whole_batch_s_step() {
+    let _serial = serial();
+    let whole = fedprox_weights(config(2));
+    for micro in [5, 8] {
+        let split = fedprox_weights(SimulationConfig {
+            micro_batch_size: Some(micro),
+            ..config(2)
+        });
+        for (a, b) in whole.iter().zip(&split) {
+            let diff = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+            // The proximal term is added once per step, not once per micro-batch.
+            assert!(diff < 1e-5, "micro {micro}: {diff}");
+        }
+    }
+}
+
 #[test]
 fn bad_settings_are_refused() {
     let _serial = serial();

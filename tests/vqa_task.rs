@@ -15,6 +15,7 @@ use fedvlm::experiments::vqa::{
     CacheConfig, CacheDtype, FrozenPrefixCache, IGNORE_INDEX, VqaBatch, VqaSample, VqaSplit,
     VqaTask, check_cacheable, masked_cross_entropy, score_tokens, shift_tokens_right, truncate_ids,
 };
+use fedvlm::federated::OptimizerConfig;
 use fedvlm::federated::{
     FederatedTask, Payload, RoundReport, ShareSpec, Split, TensorValues, apply_payload,
     collect_shared,
@@ -521,4 +522,156 @@ fn federated_runs_share_only_the_rule_s_tensors_and_match_with_the_cache() {
             }
         }
     }
+}
+
+/// [`VqaTask`] with the default [`FederatedTask::loss_weight`] (examples, not answer tokens):
+/// what the accumulated step would be if micro-batches counted by their example counts.
+struct ExampleWeighted(VqaTask<B>);
+
+impl FederatedTask<B> for ExampleWeighted {
+    type Model = Florence2<B>;
+
+    fn num_clients(&self) -> usize {
+        self.0.num_clients()
+    }
+    fn num_classes(&self) -> usize {
+        self.0.num_classes()
+    }
+    fn num_examples(&self, client: usize, split: Split) -> usize {
+        self.0.num_examples(client, split)
+    }
+    fn device(&self) -> burn::tensor::Device<B> {
+        self.0.device()
+    }
+    fn loss(
+        &self,
+        model: &Florence2<B>,
+        client: usize,
+        batch: &[usize],
+    ) -> fedvlm::Result<Tensor<B, 1>> {
+        self.0.loss(model, client, batch)
+    }
+    fn evaluate(
+        &self,
+        model: &Florence2<I>,
+        client: usize,
+        split: Split,
+        batch: &[usize],
+    ) -> fedvlm::Result<fedvlm::federated::EvalBatch> {
+        self.0.evaluate(model, client, split, batch)
+    }
+}
+
+/// Every client's adapters after one round of batch-4 SGD (plain SGD: the step is
+/// proportional to the gradient, unlike Adam's), run whole or as micro-batches (`micro`),
+/// with adapter dropout off so that nothing draws random numbers.
+fn adapters_after_round<T: FederatedTask<B, Model = Florence2<B>>>(
+    micro: Option<usize>,
+    cached: bool,
+    wrap: impl Fn(VqaTask<B>) -> T,
+) -> Vec<Vec<f32>> {
+    let samples = Arc::new(synthetic(12, 9));
+    let split = split(2, 4, 2);
+    let lora = LoraConfig::paper().with_dropout(0.0);
+    let models: Vec<Florence2<B>> = (0..2)
+        .map(|k| {
+            let model = base_model::<B>();
+            let targets = model.default_adapter_targets();
+            let model = model.with_adapters(&lora, &targets, 100 + k).unwrap();
+            freeze_all(model, Sharing::FedSaLora)
+        })
+        .collect();
+    let mut task = tasks(&samples, &split);
+    if cached {
+        task = task
+            .with_cache(cache_of(&models[0], &samples, CacheDtype::F32, usize::MAX))
+            .unwrap();
+    }
+    let config = SimulationConfig {
+        rounds: 1,
+        local_epochs: 2,
+        batch_size: 4,
+        micro_batch_size: micro,
+        eval_batch_size: 4,
+        lr: 0.5,
+        optimizer: OptimizerConfig::Sgd {
+            momentum: 0.0,
+            weight_decay: 0.0,
+        },
+        seed: 3,
+        progress: false,
+        evaluate_initial: false,
+        ..SimulationConfig::default()
+    };
+    // FedSA-LoRA keeps B private: each client's own trained B is compared.
+    let spec = ShareSpec::new(Sharing::FedSaLora);
+    let mut sim = Simulation::new(config, spec, wrap(task), FedAvg::new(), models).unwrap();
+    sim.run(|_, _| Ok(())).unwrap();
+    (0..2)
+        .map(|k| {
+            let everything = collect_shared(
+                sim.client_model(k).unwrap(),
+                &ShareSpec::new(Sharing::FedAvgLora),
+            );
+            everything
+                .tensors
+                .values()
+                .flat_map(|t| t.values.clone())
+                .collect()
+        })
+        .collect()
+}
+
+/// Largest difference between `a` and `b` relative to `a`'s largest value.
+fn relative_gap(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| {
+            let diff = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            diff / a.iter().map(|x| x.abs()).fold(0f32, f32::max).max(1e-12)
+        })
+        .fold(0f32, f32::max)
+}
+
+#[test]
+fn micro_batches_take_the_whole_batch_s_step_weighted_by_answer_tokens() {
+    let _guard = serial();
+    // The answers of a batch differ in length, so counting every micro-batch's mean loss by
+    // its examples instead of its answer tokens is a different step.
+    let lengths: Vec<usize> = synthetic(12, 9)
+        .iter()
+        .map(|s| s.answer_ids.len())
+        .collect();
+    assert!(lengths[..4].iter().any(|&l| l != lengths[0]), "{lengths:?}");
+    let same = |t: VqaTask<B>| t;
+    for cached in [false, true] {
+        let whole = adapters_after_round(None, cached, same);
+        assert_eq!(
+            whole,
+            adapters_after_round(Some(4), cached, same),
+            "a micro-batch as large as the batch is the batch"
+        );
+        for micro in [1, 3] {
+            let gap = relative_gap(&whole, &adapters_after_round(Some(micro), cached, same));
+            assert!(gap < 1e-5, "micro {micro} cached {cached}: {gap}");
+        }
+    }
+    let wrong = relative_gap(
+        &adapters_after_round(None, true, same),
+        &adapters_after_round(Some(1), true, ExampleWeighted),
+    );
+    assert!(wrong > 1e-3, "weighting by examples should differ: {wrong}");
+}
+#[test]
+fn micro_batches_of_zero_are_refused() {
+    let config = SimulationConfig {
+        micro_batch_size: Some(0),
+        ..SimulationConfig::default()
+    };
+    let err = config.validate().unwrap_err();
+    assert!(err.to_string().contains("micro_batch_size"), "{err}");
 }
