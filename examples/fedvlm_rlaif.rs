@@ -135,6 +135,10 @@ struct Args {
     /// Run the whole model every step instead of the frozen-prefix cache.
     #[arg(long)]
     no_cache: bool,
+    /// Precision the frozen prefix runs in while the cache is built: f32, f16 or bf16 (half
+    /// precision is for GPUs; adapters always train in f32).
+    #[arg(long)]
+    prefix_precision: Option<fedvlm::models::Precision>,
     /// Memory budget of the frozen-prefix cache in MiB (samples beyond it are recomputed).
     #[arg(long, default_value_t = 4096)]
     cache_mib: usize,
@@ -204,6 +208,9 @@ impl Args {
         c.iid = self.iid;
         c.centralized = self.centralized;
         c.cache = !self.no_cache;
+        if let Some(precision) = self.prefix_precision {
+            c.prefix_precision = precision;
+        }
         c
     }
 }
@@ -307,16 +314,18 @@ fn run(args: &Args) -> Result<(), AnyError> {
         let t = Instant::now();
         let cache_config = CacheConfig {
             budget_bytes: args.cache_mib << 20,
+            precision: config.prefix_precision,
             ..CacheConfig::default()
         };
         let cache = build_cache(&base.valid(), &data, &cache_config, &device)?;
         // Cached samples no longer need their pixels (except those that generate answers).
         let freed = data.drop_cached_pixels(&cache, config.answers_per_client)?;
         println!(
-            "frozen-prefix cache: {} of {} samples, {} MB in {:.1} s ({freed} images freed)",
+            "frozen-prefix cache: {} of {} samples, {} MB, computed in {} in {:.1} s ({freed} images freed)",
             cache.len(),
             cache.num_samples(),
             cache.bytes() / 1_000_000,
+            cache.precision(),
             t.elapsed().as_secs_f64()
         );
         Some(Arc::new(cache))

@@ -212,6 +212,8 @@ fn defaults_are_the_papers_settings_and_bad_ones_are_refused() {
     assert_eq!(c.lora_for(Sharing::FfaLora), c.ffa_lora);
     assert_eq!(c.lora_for(Sharing::PLora), c.lora);
     assert!(!c.iid && !c.centralized && c.cache);
+    assert_eq!(c.micro_batch_size, None);
+    assert_eq!(c.prefix_precision, fedvlm::models::Precision::F32);
     c.validate().unwrap();
     RlaifConfig::quick().validate().unwrap();
     for bad in [
@@ -233,6 +235,15 @@ fn defaults_are_the_papers_settings_and_bad_ones_are_refused() {
         },
         RlaifConfig {
             max_samples_per_client: Some(0),
+            ..c.clone()
+        },
+        RlaifConfig {
+            micro_batch_size: Some(0),
+            ..c.clone()
+        },
+        RlaifConfig {
+            cache: false,
+            prefix_precision: fedvlm::models::Precision::F16,
             ..c.clone()
         },
     ] {

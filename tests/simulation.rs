@@ -311,7 +311,10 @@ fn fedprox_weights(config: SimulationConfig) -> Vec<Vec<f32>> {
     (0..2)
         .map(|k| {
             let all = collect_where(sim.client_model(k).unwrap(), |_, _| true);
-            all.tensors.values().flat_map(|t| t.values.clone()).collect()
+            all.tensors
+                .values()
+                .flat_map(|t| t.values.clone())
+                .collect()
         })
         .collect()
 }
@@ -326,7 +329,11 @@ fn micro_batches_under_fedprox_take_the_whole_batch_s_step() {
             ..config(2)
         });
         for (a, b) in whole.iter().zip(&split) {
-            let diff = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+            let diff = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
             // The proximal term is added once per step, not once per micro-batch.
             assert!(diff < 1e-5, "micro {micro}: {diff}");
         }

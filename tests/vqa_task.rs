@@ -21,6 +21,7 @@ use fedvlm::federated::{
     collect_shared,
 };
 use fedvlm::lora::freeze_all;
+use fedvlm::models::Precision;
 use fedvlm::models::florence2::Florence2;
 use fedvlm::{FedAvg, FedError, LoraConfig, Sharing, Simulation, SimulationConfig};
 use rand::{RngExt, SeedableRng, rngs::ChaCha8Rng};
@@ -307,9 +308,20 @@ fn cache_of(
     dtype: CacheDtype,
     budget_bytes: usize,
 ) -> Arc<FrozenPrefixCache> {
+    cache_in(model, samples, dtype, budget_bytes, Precision::F32)
+}
+
+fn cache_in(
+    model: &Florence2<B>,
+    samples: &[VqaSample],
+    dtype: CacheDtype,
+    budget_bytes: usize,
+    precision: Precision,
+) -> Arc<FrozenPrefixCache> {
     let all: Vec<usize> = (0..samples.len()).collect();
     let config = CacheConfig {
         dtype,
+        precision,
         budget_bytes,
         batch_size: 3,
     };
@@ -394,6 +406,43 @@ fn cached_and_uncached_losses_agree() {
         .fold(0.0f32, f32::max);
     assert!(g_plain.iter().any(|g| g.abs() > 1e-6));
     assert!(diff < 1e-5, "gradient difference {diff}");
+}
+
+#[test]
+fn a_half_precision_prefix_stays_near_f32_and_recomputes_in_its_own_precision() {
+    let _guard = serial();
+    let samples = Arc::new(synthetic(8, 3));
+    let split = split(1, 6, 2);
+    let model = adapted(5);
+    let rows = [0usize, 1, 2, 3, 4, 5];
+    let reference = loss_of(&tasks(&samples, &split), &model, &rows);
+    for (precision, tolerance) in [(Precision::F16, 1e-2), (Precision::Bf16, 5e-2)] {
+        let full = cache_in(&model, &samples, CacheDtype::F32, usize::MAX, precision);
+        assert_eq!(full.precision(), precision);
+        let task = tasks(&samples, &split).with_cache(full.clone()).unwrap();
+        let half = loss_of(&task, &model, &rows);
+        let gap = (half - reference).abs();
+        assert!(
+            gap > 0.0 && gap < tolerance * reference.abs(),
+            "{precision}: {half} vs {reference}"
+        );
+        // Over budget, the missing samples are recomputed in the cache's precision: the loss
+        // stays the half-precision one (recomputing in f32 would move it towards `reference`).
+        let small = cache_in(
+            &model,
+            &samples,
+            CacheDtype::F32,
+            full.bytes() / 2,
+            precision,
+        );
+        assert!(!small.is_empty() && small.len() < 8, "{}", small.len());
+        let partial = tasks(&samples, &split).with_cache(small).unwrap();
+        let mixed = loss_of(&partial, &model, &rows);
+        assert!(
+            (mixed - half).abs() < 0.1 * gap,
+            "{precision}: recomputed {mixed}, cached {half}, f32 {reference}"
+        );
+    }
 }
 
 #[test]

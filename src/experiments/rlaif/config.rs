@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{FedError, Result};
 use crate::federated::{OptimizerConfig, SimulationConfig, WireDtype};
 use crate::lora::{LoraConfig, Sharing};
+use crate::models::Precision;
 use crate::strategy::Strategy;
 use crate::strategy::StrategyKind;
 
@@ -56,6 +57,10 @@ pub struct RlaifConfig {
     pub max_answer_len: usize,
     /// Train from the frozen-prefix cache (the last decoder layer's inputs computed once).
     pub cache: bool,
+    /// Precision the frozen prefix runs in when the cache is built (f16/bf16 for speed and
+    /// memory on a GPU; the adapters always train in f32). Needs [`Self::cache`].
+    #[serde(default)]
+    pub prefix_precision: Precision,
     /// Generated answers written per client after the last round.
     pub answers_per_client: usize,
     /// Most new tokens of those generated answers.
@@ -91,6 +96,7 @@ impl Default for RlaifConfig {
             max_prompt_len: 256,
             max_answer_len: 256,
             cache: true,
+            prefix_precision: Precision::F32,
             answers_per_client: 3,
             answer_max_new_tokens: 64,
             seed: 42,
@@ -162,6 +168,15 @@ impl RlaifConfig {
         }
         if self.batch_size == 0 || self.eval_batch_size == 0 {
             return Err(FedError::config("batch_size", "must be at least 1"));
+        }
+        if !self.cache && self.prefix_precision != Precision::F32 {
+            return Err(FedError::config(
+                "prefix_precision",
+                format!(
+                    "{} applies to the frozen-prefix cache, which is off",
+                    self.prefix_precision
+                ),
+            ));
         }
         if self.micro_batch_size == Some(0) {
             return Err(FedError::config("micro_batch_size", "must be at least 1"));

@@ -18,6 +18,11 @@
 //!   `dropout` is non-zero, cached training differs from uncached training by exactly the
 //!   dropout the frozen layers would have applied (transformers applies it, frozen or not).
 //!   Florence-2's own fine-tuning recipes and the tiny test model use 0.
+//! * Precision of the computation ([`CacheConfig::precision`]): the frozen prefix can run in
+//!   f16 or bf16 ([`crate::models::cast_floats`] on a copy of the model), both when the cache
+//!   is built and when a sample beyond the budget is recomputed, while the last layer and its
+//!   adapters train in f32. On a GPU this halves the prefix's memory traffic and uses its half
+//!   precision units; on the CPU it is slower than f32 (burn's CPU kernels convert).
 //! * Every client shares the frozen weights, so one cache (built from any client's model)
 //!   serves them all.
 
@@ -30,6 +35,7 @@ use super::sample::{VqaBatch, VqaSample};
 use crate::error::{FedError, Result};
 use crate::federated::state::parameter_shapes;
 use crate::models::florence2::{Florence2, LANGUAGE_MODEL_PREFIX};
+use crate::models::{Precision, cast_floats};
 
 /// Precision of the cached activations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -57,6 +63,8 @@ impl CacheDtype {
 pub struct CacheConfig {
     /// Precision of the stored activations.
     pub dtype: CacheDtype,
+    /// Precision the frozen prefix runs in (weights and activations) to compute them.
+    pub precision: Precision,
     /// Most bytes of activations held; samples beyond it are recomputed when used.
     pub budget_bytes: usize,
     /// Samples per forward pass while building.
@@ -64,10 +72,11 @@ pub struct CacheConfig {
 }
 
 impl Default for CacheConfig {
-    /// f16, 4 GiB, batches of 16.
+    /// Stored in f16, computed in f32, 4 GiB, batches of 16.
     fn default() -> Self {
         Self {
             dtype: CacheDtype::F16,
+            precision: Precision::F32,
             budget_bytes: 4 << 30,
             batch_size: 16,
         }
@@ -247,6 +256,7 @@ pub fn stack_entries<B: Backend>(
 #[derive(Debug, Clone, PartialEq)]
 pub struct FrozenPrefixCache {
     dtype: CacheDtype,
+    precision: Precision,
     d_model: usize,
     entries: Vec<Option<PrefixEntry>>,
     bytes: usize,
@@ -273,6 +283,7 @@ impl FrozenPrefixCache {
         }
         let mut cache = Self {
             dtype: config.dtype,
+            precision: config.precision,
             d_model: model.language_model.d_model(),
             entries: vec![None; samples.len()],
             bytes: 0,
@@ -289,12 +300,13 @@ impl FrozenPrefixCache {
                 todo.push(i);
             }
         }
+        let prefix = cast_floats(model.clone(), config.precision);
         'outer: for chunk in todo.chunks(config.batch_size) {
             let batch: Vec<&VqaSample> = chunk.iter().map(|&i| &samples[i]).collect();
             for (&i, entry) in
                 chunk
                     .iter()
-                    .zip(compute_entries(model, &batch, config.dtype, device)?)
+                    .zip(compute_entries(&prefix, &batch, config.dtype, device)?)
             {
                 if cache.bytes + entry.bytes() > config.budget_bytes {
                     break 'outer;
@@ -323,6 +335,11 @@ impl FrozenPrefixCache {
     /// The stored precision.
     pub fn dtype(&self) -> CacheDtype {
         self.dtype
+    }
+
+    /// The precision the prefix was computed in (recompute missing samples in it too).
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// Width of the cached hidden states.
@@ -356,7 +373,8 @@ impl FrozenPrefixCache {
     }
 
     /// The rows of `rows` that are not cached (to compute with [`compute_entries`], on a
-    /// model without autodiff, before [`FrozenPrefixCache::stack`]).
+    /// model without autodiff cast to [`FrozenPrefixCache::precision`], before
+    /// [`FrozenPrefixCache::stack`]).
     pub fn missing(&self, rows: &[usize]) -> Vec<usize> {
         rows.iter()
             .copied()

@@ -11,6 +11,7 @@ use super::loss::{masked_cross_entropy, score_tokens};
 use super::sample::{VqaBatch, VqaSample, decoder_tensors};
 use crate::error::{FedError, Result};
 use crate::federated::{EvalBatch, FederatedTask, Split, dataset_rows};
+use crate::models::cast_floats;
 use crate::models::florence2::{Florence2, GenerationConfig};
 
 /// Which samples (indices into the task's sample list) each client trains and is scored on.
@@ -186,7 +187,7 @@ impl<B: Backend> VqaTask<B> {
                 let fresh = if missing.is_empty() {
                     Vec::new()
                 } else {
-                    let frozen = frozen();
+                    let frozen = cast_floats(frozen(), cache.precision());
                     compute_entries(&frozen, &self.picked(&missing), cache.dtype(), device)?
                 };
                 let PrefixBatch {

@@ -191,7 +191,11 @@ impl<B: Backend> Davit<B> {
         pixel_values: Tensor<B, 4>,
         mut observe: impl FnMut(&Tensor<B, 4>),
     ) -> Tensor<B, 4> {
-        let mut x = pixel_values;
+        // The images follow the weights' float type (f16/bf16 after `cast_floats`).
+        let mut x = match self.convs.first() {
+            Some(first) => pixel_values.cast(first.conv.weight.val().dtype()),
+            None => pixel_values,
+        };
         for (conv, blocks) in self.convs.iter().zip(&self.blocks) {
             x = conv.forward(x);
             for block in blocks {

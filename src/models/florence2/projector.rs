@@ -200,7 +200,12 @@ impl<B: Backend> MultiModalProjector<B> {
             .image_position_embed
             .forward(height, width)
             .unsqueeze_dim::<3>(0);
-        let temporal = self.visual_temporal_embed.forward(1).unsqueeze_dim::<3>(0);
+        // The sinusoid table is a buffer, not a parameter: it follows the tokens' float type.
+        let temporal = self
+            .visual_temporal_embed
+            .forward(1)
+            .cast(tokens.dtype())
+            .unsqueeze_dim::<3>(0);
         let x = tokens + position + temporal;
         let spatial = x.clone().mean_dim(1);
         let x = Tensor::cat(vec![spatial, x], 1);

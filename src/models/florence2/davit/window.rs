@@ -98,7 +98,24 @@ pub fn pad_to_multiple<B: Backend>(x: Tensor<B, 4>, window: usize) -> Tensor<B, 
     if pad_bottom == 0 && pad_right == 0 {
         return x;
     }
-    x.pad([(0, pad_bottom), (0, pad_right), (0, 0)], 0.0)
+    // Zeros of x's own float type (burn's `pad` fills with the backend's default one).
+    let [batch, _, _, channels] = x.dims();
+    let device = x.device();
+    let dtype = x.dtype();
+    let zeros = |shape: [usize; 4]| Tensor::<B, 4>::zeros(shape, &device).cast(dtype);
+    let x = if pad_bottom > 0 {
+        Tensor::cat(vec![x, zeros([batch, pad_bottom, width, channels])], 1)
+    } else {
+        x
+    };
+    if pad_right > 0 {
+        Tensor::cat(
+            vec![x, zeros([batch, height + pad_bottom, pad_right, channels])],
+            2,
+        )
+    } else {
+        x
+    }
 }
 
 /// `[N, H, W, C]` (H and W multiples of `window`) -> `[N * (H/w) * (W/w), w*w, C]`: windows in
