@@ -30,6 +30,10 @@
 //!   `BartModel::decode_last_layer` (the last decoder layer with its adapters, then the tied
 //!   head over the 51,289-token vocabulary), the cross-entropy and the backward pass.
 //!
+//! * `cache_prefix` (criterion, `b1_384`): the cache's one-time cost, `encode` +
+//!   `decode_prefix` without a graph, with the weights cast to f32, f16 and bf16
+//!   (`fedvlm::models::cast_floats`, `fedvlm_rlaif --prefix-precision`).
+//!
 //! Before all that, the binary prints the parameter counts of base and large, from shapes (no
 //! weights drawn) and with `Module::num_params` on the built model (which draws every weight;
 //! set `FLORENCE2_BENCH_SKIP_LARGE=1` to skip drawing large's 770M weights, 3 GiB of f32).
@@ -53,6 +57,7 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode};
 use fedvlm::lora::freeze_all;
 use fedvlm::models::florence2::{Florence2, Florence2Config};
+use fedvlm::models::{Precision, cast_floats};
 use fedvlm::{LoraConfig, Sharing};
 
 type Fwd = Flex;
@@ -411,6 +416,39 @@ fn bench_last_layer(c: &mut Criterion) {
     group.finish();
 }
 
+/// The cache's one-time cost (`encode` + `decode_prefix`, no graph) with the frozen weights
+/// in each [`Precision`] (`fedvlm_rlaif --prefix-precision`).
+fn bench_cache_precision(c: &mut Criterion) {
+    let mut state = None;
+    let mut group = c.benchmark_group("florence2_cache_prefix");
+    configure(&mut group);
+    for precision in [Precision::F32, Precision::F16, Precision::Bf16] {
+        let mut cast = None;
+        group.bench_function(format!("{}/{precision}", SMALL.name), |b| {
+            let (model, batch) = state.get_or_insert_with(|| {
+                let device = Default::default();
+                let model =
+                    Florence2::<Fwd>::new(&Florence2Config::base(), SEED, &device).expect("base");
+                (model, Batch::<Fwd>::new(SMALL, &device))
+            });
+            let model: &Florence2<Fwd> =
+                cast.get_or_insert_with(|| cast_floats(model.clone(), precision));
+            b.iter(|| {
+                let encoded = model
+                    .encode(batch.pixel_values.clone(), batch.input_ids.clone(), None)
+                    .expect("encode");
+                black_box(
+                    model
+                        .language_model
+                        .decode_prefix(batch.decoder_input_ids.clone(), encoded.hidden, None, None)
+                        .expect("decode_prefix"),
+                )
+            })
+        });
+    }
+    group.finish();
+}
+
 fn main() {
     print_counts();
     if std::env::var_os("FLORENCE2_BENCH_SKIP_REFERENCE").is_none() {
@@ -420,5 +458,6 @@ fn main() {
     bench_forward(&mut criterion);
     bench_forward_backward(&mut criterion);
     bench_last_layer(&mut criterion);
+    bench_cache_precision(&mut criterion);
     criterion.final_summary();
 }
