@@ -9,8 +9,12 @@
 //!   (the image struct's `bytes` field) with the `parquet` crate's record reader. Malformed
 //!   rows are skipped and counted per [`RlaifVSkip`] reason, or abort with
 //!   [`RlaifVOptions::strict`]; [`RlaifVOptions::max_samples`] and
-//!   [`RlaifVOptions::max_samples_per_source`] cut quick runs short. The distinct source
-//!   datasets are whatever `origin_dataset` values the shards hold ([`RlaifVSummary`]).
+//!   [`RlaifVOptions::max_samples_per_source`] cut quick runs short. The shards are not
+//!   shuffled, so a per-source cap keeps each source's first rows unless
+//!   [`RlaifVOptions::sample_seed`] is set: then each source keeps a seeded uniform random
+//!   sample of its rows (reservoir sampling, bounded memory, images checked only for rows
+//!   drawn), still in file order. The distinct source datasets are whatever `origin_dataset`
+//!   values the shards hold ([`RlaifVSummary`]).
 //!   Images stay encoded in [`RlaifVSample::image_bytes`] (checked per [`ImageCheck`]) and
 //!   are decoded on demand with [`RlaifVSample::decode_image`].
 //! * [`partition_rlaif_v`]: clients by source dataset (one per source, or grouped to a
@@ -25,7 +29,8 @@
 //!
 //! // A folder with the shards, or the hub id "openbmb/RLAIF-V-Dataset".
 //! let shards = RlaifVShards::resolve("openbmb/RLAIF-V-Dataset")?;
-//! let data = RlaifV::load_files(&shards.files, &RlaifVOptions::new().max_samples_per_source(500))?;
+//! let options = RlaifVOptions::new().max_samples_per_source(500).sample_seed(42);
+//! let data = RlaifV::load_files(&shards.files, &options)?;
 //! println!("{}", data.summary());
 //! let clients = partition_rlaif_v(
 //!     &data,
@@ -42,6 +47,7 @@
 mod hub;
 mod partition;
 mod reader;
+mod reservoir;
 mod sample;
 
 pub use hub::{RLAIF_V_REPO, RlaifVShards, RlaifVSource};

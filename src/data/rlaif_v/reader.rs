@@ -1,5 +1,6 @@
 //! Reading RLAIF-V parquet shards, shard by shard and row group by row group.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use parquet::record::reader::TreeBuilder;
 use parquet::record::{Field, Row};
 use parquet::schema::types::{SchemaDescriptor, Type, TypePtr};
 
+use super::reservoir::{Reservoir, Ticket, source_seed};
 use super::sample::{
     ImageCheck, RlaifVOptions, RlaifVSample, RlaifVSkip, RlaifVSummary, decode_image,
     image_dimensions,
@@ -147,6 +149,11 @@ impl RlaifV {
 /// returns the summary. Each shard is read row group by row group, `ROW_BATCH` rows at a time,
 /// and only the four used columns are decoded.
 ///
+/// With [`RlaifVOptions::sample_seed`] and [`RlaifVOptions::max_samples_per_source`], each
+/// source's sample is only known once every shard is read: the sampled rows (at most the cap
+/// per source held in memory) are passed to `on_sample` at the end, in file order (shard, row
+/// group, row), as an unsampled read passes them.
+///
 /// # Errors
 /// [`DataError::Io`] when a file cannot be opened, [`DataError::NotParquet`] when a file is
 /// truncated or not parquet, [`DataError::MissingColumn`] when a column is missing or has
@@ -158,15 +165,24 @@ pub fn read_rlaif_v(
     mut on_sample: impl FnMut(RlaifVSample),
 ) -> Result<RlaifVSummary, DataError> {
     let mut summary = RlaifVSummary::default();
-    for file in files {
+    let mut keeper = Keeper::new(options);
+    for (file_index, file) in files.iter().enumerate() {
         let file = file.as_ref();
         if limit_reached(&summary, options) {
             summary.stopped_early = true;
             break;
         }
         summary.files.push(file.to_path_buf());
-        read_file(file, options, &mut summary, &mut on_sample)?;
+        read_file(
+            file_index,
+            file,
+            options,
+            &mut summary,
+            &mut keeper,
+            &mut on_sample,
+        )?;
     }
+    keeper.finish(&mut on_sample);
     Ok(summary)
 }
 
@@ -174,10 +190,137 @@ fn limit_reached(summary: &RlaifVSummary, options: &RlaifVOptions) -> bool {
     options.max_samples.is_some_and(|max| summary.kept() >= max)
 }
 
+/// A sampled row with its shard's index in the read, for putting samples back in file order.
+type Placed = (usize, RlaifVSample);
+
+/// Where well-formed rows go: straight to the callback up to the per-source cap (the first
+/// rows), or into per-source reservoirs (a seeded uniform sample).
+enum Keeper {
+    /// The first `cap` rows of each source (no cap: every row).
+    First {
+        /// [`RlaifVOptions::max_samples_per_source`].
+        cap: Option<usize>,
+    },
+    /// A uniform sample of at most `cap` rows per source.
+    Sample {
+        /// [`RlaifVOptions::max_samples_per_source`].
+        cap: usize,
+        /// [`RlaifVOptions::sample_seed`].
+        seed: u64,
+        /// Each source's reservoir, created when the source is first met.
+        reservoirs: BTreeMap<String, Reservoir<Placed>>,
+    },
+}
+
+/// What [`Keeper::admit`] decided for a well-formed row, before its image is checked.
+enum Admission {
+    /// The row would be kept: check its image, then [`Keeper::keep`] it.
+    Check(Option<Ticket>),
+    /// The source's sample is full without it.
+    Capped,
+}
+
+impl Keeper {
+    fn new(options: &RlaifVOptions) -> Self {
+        match (options.max_samples_per_source, options.sample_seed) {
+            (Some(cap), Some(seed)) => Self::Sample {
+                cap,
+                seed,
+                reservoirs: BTreeMap::new(),
+            },
+            (cap, _) => Self::First { cap },
+        }
+    }
+
+    /// Whether a well-formed row of `source` would be kept (drawing its random key when
+    /// sampling).
+    fn admit(&mut self, source: &str, summary: &RlaifVSummary) -> Admission {
+        match self {
+            Self::First { cap } => {
+                let full = cap.is_some_and(|max| {
+                    summary
+                        .kept_per_source
+                        .get(source)
+                        .is_some_and(|&n| n >= max)
+                });
+                if full {
+                    Admission::Capped
+                } else {
+                    Admission::Check(None)
+                }
+            }
+            Self::Sample {
+                cap,
+                seed,
+                reservoirs,
+            } => {
+                let reservoir = match reservoirs.get_mut(source) {
+                    Some(reservoir) => reservoir,
+                    None => reservoirs
+                        .entry(source.to_string())
+                        .or_insert_with(|| Reservoir::new(*cap, source_seed(*seed, source))),
+                };
+                match reservoir.offer() {
+                    Some(ticket) => Admission::Check(Some(ticket)),
+                    None => Admission::Capped,
+                }
+            }
+        }
+    }
+
+    /// Keeps a checked row that [`Self::admit`] let in: passes it on, or puts it in its
+    /// source's sample (a row it pushes out counts as capped).
+    fn keep(
+        &mut self,
+        ticket: Option<Ticket>,
+        file_index: usize,
+        sample: RlaifVSample,
+        summary: &mut RlaifVSummary,
+        on_sample: &mut impl FnMut(RlaifVSample),
+    ) {
+        match (self, ticket) {
+            (Self::Sample { reservoirs, .. }, Some(ticket)) => {
+                let reservoir = reservoirs
+                    .get_mut(&sample.origin_dataset)
+                    .expect("admit created the source's reservoir");
+                let source = sample.origin_dataset.clone();
+                if reservoir.insert(ticket, (file_index, sample)).is_some() {
+                    summary.capped += 1;
+                } else {
+                    *summary.kept_per_source.entry(source).or_insert(0) += 1;
+                }
+            }
+            (_, _) => {
+                *summary
+                    .kept_per_source
+                    .entry(sample.origin_dataset.clone())
+                    .or_insert(0) += 1;
+                on_sample(sample);
+            }
+        }
+    }
+
+    /// Passes the sampled rows on, in file order (nothing to do for first rows).
+    fn finish(self, on_sample: &mut impl FnMut(RlaifVSample)) {
+        if let Self::Sample { reservoirs, .. } = self {
+            let mut kept: Vec<Placed> = reservoirs
+                .into_values()
+                .flat_map(Reservoir::into_items)
+                .collect();
+            kept.sort_unstable_by_key(|(file_index, sample)| (*file_index, sample.row));
+            for (_, sample) in kept {
+                on_sample(sample);
+            }
+        }
+    }
+}
+
 fn read_file(
+    file_index: usize,
     path: &Path,
     options: &RlaifVOptions,
     summary: &mut RlaifVSummary,
+    keeper: &mut Keeper,
     on_sample: &mut impl FnMut(RlaifVSample),
 ) -> Result<(), DataError> {
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
@@ -216,21 +359,34 @@ fn read_file(
             }
             let record = record.map_err(read_error)?;
             summary.rows_seen += 1;
-            let at = RowAt {
-                source_file: &source_file,
-                row_group,
-                row,
+            let verdict = match fields(record) {
+                Err(reason) => Err(reason),
+                Ok(fields) => match keeper.admit(&fields.origin_dataset, summary) {
+                    Admission::Capped => {
+                        summary.capped += 1;
+                        Ok(())
+                    }
+                    Admission::Check(_) if !image_passes(&fields.image_bytes, options) => {
+                        Err(RlaifVSkip::UndecodableImage)
+                    }
+                    Admission::Check(ticket) => {
+                        let sample = RlaifVSample {
+                            question: fields.question,
+                            chosen: fields.chosen,
+                            origin_dataset: fields.origin_dataset,
+                            image_bytes: fields.image_bytes,
+                            source_file: Arc::clone(&source_file),
+                            row_group,
+                            row,
+                        };
+                        keeper.keep(ticket, file_index, sample, summary, on_sample);
+                        Ok(())
+                    }
+                },
             };
-            match check_row(record, options, summary, &at) {
-                Verdict::Keep(sample) => {
-                    *summary
-                        .kept_per_source
-                        .entry(sample.origin_dataset.clone())
-                        .or_insert(0) += 1;
-                    on_sample(*sample);
-                }
-                Verdict::Capped => summary.capped += 1,
-                Verdict::Skip(reason) if options.strict => {
+            match verdict {
+                Ok(()) => {}
+                Err(reason) if options.strict => {
                     return Err(DataError::MalformedRow {
                         path: path.display().to_string(),
                         row_group,
@@ -239,7 +395,7 @@ fn read_file(
                         reason,
                     });
                 }
-                Verdict::Skip(reason) => *summary.skipped.entry(reason).or_insert(0) += 1,
+                Err(reason) => *summary.skipped.entry(reason).or_insert(0) += 1,
             }
             row += 1;
         }
@@ -247,63 +403,42 @@ fn read_file(
     Ok(())
 }
 
-/// Where a row is.
-struct RowAt<'a> {
-    source_file: &'a Arc<Path>,
-    row_group: usize,
-    row: usize,
+/// The used values of a row whose text and image bytes are all present.
+struct Fields {
+    question: String,
+    chosen: String,
+    origin_dataset: String,
+    image_bytes: Vec<u8>,
 }
 
-enum Verdict {
-    Keep(Box<RlaifVSample>),
-    Capped,
-    Skip(RlaifVSkip),
-}
-
-/// Checks one projected row (`question`, `chosen`, `origin_dataset`, `image`, in that order).
-fn check_row(
-    record: Row,
-    options: &RlaifVOptions,
-    summary: &RlaifVSummary,
-    at: &RowAt<'_>,
-) -> Verdict {
+/// Takes one projected row (`question`, `chosen`, `origin_dataset`, `image`, in that order)
+/// apart; a missing or blank value is the reason to skip the row.
+fn fields(record: Row) -> Result<Fields, RlaifVSkip> {
     let mut columns = record.into_columns().into_iter().map(|(_, field)| field);
     let mut next_text = || columns.next().and_then(text);
     let (question, chosen, origin) = (next_text(), next_text(), next_text());
     let image = columns.next().and_then(image_bytes);
-    let (image_bytes, question, chosen, origin_dataset) = match (image, question, chosen, origin) {
-        (None, ..) => return Verdict::Skip(RlaifVSkip::MissingImage),
-        (_, None, ..) => return Verdict::Skip(RlaifVSkip::EmptyQuestion),
-        (_, _, None, _) => return Verdict::Skip(RlaifVSkip::EmptyAnswer),
-        (_, _, _, None) => return Verdict::Skip(RlaifVSkip::MissingSource),
-        (Some(i), Some(q), Some(c), Some(o)) => (i, q, c, o),
-    };
-    let full = options.max_samples_per_source.is_some_and(|max| {
-        summary
-            .kept_per_source
-            .get(&origin_dataset)
-            .is_some_and(|&n| n >= max)
-    });
-    if full {
-        return Verdict::Capped;
+    match (image, question, chosen, origin) {
+        (None, ..) => Err(RlaifVSkip::MissingImage),
+        (_, None, ..) => Err(RlaifVSkip::EmptyQuestion),
+        (_, _, None, _) => Err(RlaifVSkip::EmptyAnswer),
+        (_, _, _, None) => Err(RlaifVSkip::MissingSource),
+        (Some(image_bytes), Some(question), Some(chosen), Some(origin_dataset)) => Ok(Fields {
+            question,
+            chosen,
+            origin_dataset,
+            image_bytes,
+        }),
     }
-    let decodable = match options.image_check {
-        ImageCheck::Decode => decode_image(&image_bytes).is_ok(),
-        ImageCheck::Header => image_dimensions(&image_bytes).is_ok(),
+}
+
+/// Whether the image bytes pass [`RlaifVOptions::image_check`].
+fn image_passes(bytes: &[u8], options: &RlaifVOptions) -> bool {
+    match options.image_check {
+        ImageCheck::Decode => decode_image(bytes).is_ok(),
+        ImageCheck::Header => image_dimensions(bytes).is_ok(),
         ImageCheck::None => true,
-    };
-    if !decodable {
-        return Verdict::Skip(RlaifVSkip::UndecodableImage);
     }
-    Verdict::Keep(Box::new(RlaifVSample {
-        question,
-        chosen,
-        origin_dataset,
-        image_bytes,
-        source_file: Arc::clone(at.source_file),
-        row_group: at.row_group,
-        row: at.row,
-    }))
 }
 
 /// A non-blank string value (UTF-8 string or binary column).
@@ -334,7 +469,7 @@ fn image_bytes(field: Field) -> Option<Vec<u8>> {
 }
 
 /// The projection of the file schema `root` onto the four used columns, in the order
-/// [`check_row`] expects; the image struct is cut down to its `bytes` field.
+/// [`fields`] expects; the image struct is cut down to its `bytes` field.
 fn projection(path: &Path, root: &TypePtr) -> Result<Type, DataError> {
     let missing = |column: &str, reason: &str| DataError::MissingColumn {
         path: path.display().to_string(),

@@ -135,14 +135,31 @@ pub struct RlaifVOptions {
     /// and counting it.
     pub strict: bool,
     /// Stop once this many samples are kept (shards are read in order, so a small value reads
-    /// only the first row groups).
+    /// only the first row groups). A read limit whether or not [`Self::sample_seed`] is set:
+    /// with a seed it stops once this many rows are held in the per-source samples, and the
+    /// samples are then drawn from the rows read so far only.
     pub max_samples: Option<usize>,
-    /// Keep at most this many samples per source dataset; later rows of a full source are
-    /// counted in [`RlaifVSummary::capped`] and not checked. Every shard is still read, since a
-    /// source may appear anywhere.
+    /// Keep at most this many samples per source dataset: the first ones in file order, or,
+    /// with [`Self::sample_seed`], a uniform random sample of the source's well-formed rows.
+    /// Rows left out are counted in [`RlaifVSummary::capped`] (their images are not checked).
+    /// Every shard is still read, since a source may appear anywhere.
     pub max_samples_per_source: Option<usize>,
     /// How to check images.
     pub image_check: ImageCheck,
+    /// With [`Self::max_samples_per_source`], keep a seeded uniform random sample of each
+    /// source's well-formed rows instead of its first rows (`None`, the default).
+    ///
+    /// Each source has its own reservoir (bounded memory, at most the cap per source) whose
+    /// random stream is seeded from this seed and the source's name, so a source's sample
+    /// depends only on the seed and that source's rows, not on the other sources. Rows
+    /// missing their text or image bytes are skipped as always; an image is checked (per
+    /// [`Self::image_check`]) only when the row would enter its source's sample, and a row
+    /// whose image fails the check is skipped and takes no part in the draw, so the sample is
+    /// uniform over the rows that pass. The same seed and shards give the same samples; the
+    /// kept samples still come out in file order (shard, row group, row), handed to
+    /// [`read_rlaif_v`](crate::data::read_rlaif_v)'s callback at the end of the read.
+    /// Without a per-source cap the seed has no effect.
+    pub sample_seed: Option<u64>,
 }
 
 impl RlaifVOptions {
@@ -174,6 +191,13 @@ impl RlaifVOptions {
         self.image_check = check;
         self
     }
+
+    /// Sets [`Self::sample_seed`]: a seeded uniform random sample per source instead of the
+    /// first rows.
+    pub fn sample_seed(mut self, seed: u64) -> Self {
+        self.sample_seed = Some(seed);
+        self
+    }
 }
 
 /// What a read found: rows kept per source, rows skipped per reason, rows left out by limits.
@@ -183,13 +207,20 @@ pub struct RlaifVSummary {
     pub files: Vec<PathBuf>,
     /// Row groups read (in full or in part).
     pub row_groups: usize,
-    /// Rows looked at (kept, skipped or capped).
+    /// Rows looked at; every one is kept, skipped or capped, so after a read `rows_seen ==
+    /// kept() + skipped_total() + capped`.
     pub rows_seen: usize,
-    /// Samples kept per source dataset (the distinct `origin_dataset` values found).
+    /// Samples kept per source dataset (the distinct `origin_dataset` values found; during a
+    /// sampled read, the rows held in each source's sample so far).
     pub kept_per_source: BTreeMap<String, usize>,
     /// Malformed rows skipped, per reason (reasons with none are absent).
     pub skipped: BTreeMap<RlaifVSkip, usize>,
-    /// Well-formed-looking rows left out by [`RlaifVOptions::max_samples_per_source`].
+    /// Well-formed-looking rows (text and image bytes present) left out by
+    /// [`RlaifVOptions::max_samples_per_source`] because their source's sample was full: rows
+    /// after the first ones without [`RlaifVOptions::sample_seed`], rows not drawn into the
+    /// random sample (or drawn and later replaced by a row drawn ahead of them) with it. Their
+    /// images are not checked unless they were drawn, so an undecodable image left out by
+    /// the cap counts here, not in [`Self::skipped`].
     pub capped: usize,
     /// Whether [`RlaifVOptions::max_samples`] stopped the read before the end.
     pub stopped_early: bool,
