@@ -54,11 +54,24 @@ JSON summary line (prefixed `SUMMARY `).
 
     python scripts/time_rlaif_round_reference.py --model /tmp/florence2-base-random \
         --data /tmp/rlaif-synth --clients 2 --samples-per-client 8 --test-fraction 0.25 \
-        --batch-size 4 --epochs 1 --max-prompt-len 48 --max-answer-len 48 --threads 2 --eval
+        --batch-size 4 --eval-batch-size 16 --epochs 1 --lr 1e-6 --max-prompt-len 48 \
+        --max-answer-len 48 --threads 2 --eval
 
-Known differences from the Rust step (see the report in scripts/README.md): in `--no-cache`
-mode transformers' train mode also applies DaViT's drop path (rate 0.1), which the Rust tower
-does not implement; JPEG decoding (Pillow vs the `image` crate) differs by a few 8-bit levels.
+is the same work as one round of
+
+    RAYON_NUM_THREADS=2 cargo run --release --example fedvlm_rlaif -- \
+        --data-dir /tmp/rlaif-synth --model /tmp/florence2-base-random --sharing plora \
+        --clients 2 --max-samples-per-client 8 --test-fraction 0.25 --rounds 1 \
+        --local-epochs 1 --batch-size 4 --lr 1e-6 --max-prompt-len 48 --max-answer-len 48 \
+        --answers-per-client 0 --out /tmp/rl-base
+
+Known differences from the Rust example (details in scripts/README.md): in `--no-cache` mode
+transformers' train mode also applies DaViT's drop path (rate 0.1), which the Rust tower does
+not implement; pixel values differ by a few 8-bit levels (JPEG decoding; and Pillow 13 resizes
+vertically first when the height shrinks much more than the width, the Rust resize always
+horizontally first); the split picks other rows (same counts and source groups); the Rust
+round also scores every client before training, writes checkpoints and, unless
+`--answers-per-client 0`, generates answers with beam search.
 """
 
 from __future__ import annotations
@@ -315,7 +328,7 @@ def main() -> None:
     ap.add_argument("--samples-per-client", type=int, default=None, help="the example's --max-samples-per-client (before the train/test split)")
     ap.add_argument("--test-fraction", type=float, default=0.2, help="the example's --test-fraction (its --quick preset: 0.25)")
     ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--eval-batch-size", type=int, default=None, help="default: --batch-size (the example uses the same)")
+    ap.add_argument("--eval-batch-size", type=int, default=16, help="the example's eval batch: 16 (its --quick preset: 4; no flag sets it)")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--max-prompt-len", type=int, default=256)
     ap.add_argument("--max-answer-len", type=int, default=256)
@@ -333,7 +346,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.max_prompt_len < 2 or args.max_answer_len < 2:
         ap.error("prompts and answers need room for <s> and </s>")
-    eval_batch = args.eval_batch_size or args.batch_size
+    eval_batch = args.eval_batch_size
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     t_start = time.perf_counter()
