@@ -26,7 +26,7 @@ reader decodes only `question`, `chosen`, `origin_dataset` and `image.bytes`.
 Token counts: with the stand-in byte-level BPE tokenizer that `scripts/make_random_florence2.py`
 copies (tests/fixtures/florence2_text/tokenizer.json, ~700 tokens trained on a tiny corpus),
 a word of this text costs about 3 tokens instead of the ~1.3 of BART's real tokenizer: chosen
-answers of 40-150 words come out at about 115-420 tokens (`<s>`/`</s>` included) instead of
+answers of 40-150 words come out at about 110-500 tokens (`<s>`/`</s>` included) instead of
 roughly 55-200, questions at 15-70 instead of ~12-28. So with the paper's 256-token limits most
 answers are cut to 256 tokens here, about twice a real RLAIF-V answer's length; pick
 `--max-answer-len` with that in mind. Pass `--tokenizer` to print the token statistics of what
