@@ -237,8 +237,11 @@ fn find_shards(args: &Args) -> Result<RlaifVShards, AnyError> {
 fn load_data(args: &Args, shards: &RlaifVShards, config: &RlaifConfig) -> Result<RlaifV, AnyError> {
     let mut options = RlaifVOptions::new().strict(args.strict);
     if let Some(cap) = config.max_samples_per_client {
-        // Enough rows of every source for any client grouping or IID share.
-        options = options.max_samples_per_source(cap.saturating_mul(config.clients));
+        // Enough rows of every source for any client grouping or IID share, drawn uniformly
+        // at random (seeded) from each source rather than its first rows.
+        options = options
+            .max_samples_per_source(cap.saturating_mul(config.clients))
+            .sample_seed(config.seed);
     }
     Ok(RlaifV::load_files(&shards.files, &options)?)
 }
