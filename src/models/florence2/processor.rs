@@ -29,7 +29,7 @@ pub use self::image::{
 pub use postprocess::{
     BANNED_GROUNDING_TOKENS, Florence2Answer, PostProcessor, post_processing_kind,
 };
-pub use resize::{Resample, resize_rgb8};
+pub use resize::{PassOrder, Resample, resize_rgb8, resize_rgb8_ordered};
 pub use tasks::{TASKS_WITH_INPUT, TASKS_WITHOUT_INPUT, construct_prompt};
 
 use super::hub::Florence2Files;

@@ -4,7 +4,10 @@
 //! How close it is to transformers 5.24 (tests/florence2_text.rs, fixtures made with Pillow 13):
 //! * from decoded pixels (PNG, RGB or RGBA), `pixel_values` are bit-identical to the PIL
 //!   backend's (max abs difference 0, downsampling, upsampling and non-square sizes): the
-//!   resize repeats Pillow's fixed-point bicubic, the rest transformers' float steps;
+//!   resize repeats Pillow 13's fixed-point bicubic, pass order included
+//!   (`tests/florence2_resize.rs`: 32 shapes, byte for byte), the rest transformers' float
+//!   steps. Pillow 12 and earlier always resized horizontally first: on tall images they differ
+//!   from Pillow 13 by a few levels ([`super::resize::PassOrder`]);
 //! * transformers' default backend (torchvision) differs from Pillow itself by up to one 8-bit
 //!   level (0.0175 in normalised units on the fixture), so from ours by the same;
 //! * JPEG decoding (`image`'s zune-jpeg vs Pillow's libjpeg-turbo) differs by up to 3 levels on

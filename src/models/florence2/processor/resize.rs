@@ -1,7 +1,8 @@
 //! Pillow's `Image.resize` for 8-bit RGB images, reimplemented bit for bit.
 //!
-//! Pillow (`libImaging/Resample.c`) resizes in two separable passes, horizontal then vertical,
-//! skipping a pass whose size does not change. For each output pixel it weighs the input
+//! Pillow (`libImaging/Resample.c`) resizes in two separable passes, skipping a pass whose size
+//! does not change: horizontal then vertical, except that since Pillow 13 the vertical pass
+//! comes first when the height shrinks much more than the width ([`PassOrder`]). For each output pixel it weighs the input
 //! pixels within `support * scale` of the pixel centre (`scale = max(in/out, 1)`, so
 //! downsampling widens the filter: antialiasing), normalises the weights to sum to 1, turns
 //! them into fixed-point integers with 22 fractional bits, and accumulates `u8 * weight` in
@@ -123,9 +124,41 @@ fn clip8(v: i64) -> u8 {
     }
 }
 
+/// The order of the two passes. Their results differ by rounding (each pass clips to `u8`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PassOrder {
+    /// Pillow 13's choice: vertical first when the height shrinks by more than twice as many
+    /// pixels as the width (`in_h - out_h > 0 && in_h - out_h > 2 * (in_w - out_w)`),
+    /// horizontal first otherwise (python-pillow/Pillow#9549).
+    #[default]
+    Pillow13,
+    /// Always horizontal first: Pillow 12 and earlier.
+    HorizontalFirst,
+}
+
+impl PassOrder {
+    /// Whether the vertical pass runs first for this resize.
+    pub fn vertical_first(
+        self,
+        width: usize,
+        height: usize,
+        new_width: usize,
+        new_height: usize,
+    ) -> bool {
+        match self {
+            Self::HorizontalFirst => false,
+            Self::Pillow13 => {
+                let shrink_y = height as i64 - new_height as i64;
+                let shrink_x = width as i64 - new_width as i64;
+                shrink_y > 0 && shrink_y > 2 * shrink_x
+            }
+        }
+    }
+}
+
 /// Resizes an interleaved RGB `u8` image (`width * height * 3` bytes, row-major) to
-/// `new_width x new_height` exactly as Pillow's `Image.resize(.., resample)` does for an `RGB`
-/// image. `new_width` and `new_height` must be positive.
+/// `new_width x new_height` exactly as Pillow 13's `Image.resize(.., resample)` does for an
+/// `RGB` image ([`PassOrder::Pillow13`]). `new_width` and `new_height` must be positive.
 pub fn resize_rgb8(
     src: &[u8],
     width: usize,
@@ -134,53 +167,96 @@ pub fn resize_rgb8(
     new_height: usize,
     filter: Resample,
 ) -> Vec<u8> {
-    let mut image = src.to_vec();
-    let mut w = width;
-    if new_width != width {
-        let c = precompute(width, new_width, filter);
-        let mut out = vec![0u8; new_width * height * 3];
-        for y in 0..height {
-            let row = &image[y * w * 3..(y + 1) * w * 3];
-            for xx in 0..new_width {
-                let k = &c.weights[xx * c.ksize..xx * c.ksize + c.count[xx]];
-                let mut ss = [1i64 << (PRECISION_BITS - 1); 3];
-                for (x, &kx) in k.iter().enumerate() {
-                    let p = (c.first[xx] + x) * 3;
-                    for ch in 0..3 {
-                        ss[ch] += i64::from(row[p + ch]) * i64::from(kx);
-                    }
-                }
-                let o = (y * new_width + xx) * 3;
+    resize_rgb8_ordered(
+        src,
+        (width, height),
+        (new_width, new_height),
+        filter,
+        PassOrder::Pillow13,
+    )
+}
+
+/// [`resize_rgb8`] with the passes in `order` (`(width, height)` pairs).
+pub fn resize_rgb8_ordered(
+    src: &[u8],
+    (width, height): (usize, usize),
+    (new_width, new_height): (usize, usize),
+    filter: Resample,
+    order: PassOrder,
+) -> Vec<u8> {
+    let image = src.to_vec();
+    if order.vertical_first(width, height, new_width, new_height) {
+        let image = vertical_pass(image, width, height, new_height, filter);
+        horizontal_pass(image, width, new_height, new_width, filter)
+    } else {
+        let image = horizontal_pass(image, width, height, new_width, filter);
+        vertical_pass(image, new_width, height, new_height, filter)
+    }
+}
+
+/// Resamples every row of a `width x height` image to `new_width` (no-op when equal).
+fn horizontal_pass(
+    image: Vec<u8>,
+    width: usize,
+    height: usize,
+    new_width: usize,
+    filter: Resample,
+) -> Vec<u8> {
+    if new_width == width {
+        return image;
+    }
+    let c = precompute(width, new_width, filter);
+    let mut out = vec![0u8; new_width * height * 3];
+    for y in 0..height {
+        let row = &image[y * width * 3..(y + 1) * width * 3];
+        for xx in 0..new_width {
+            let k = &c.weights[xx * c.ksize..xx * c.ksize + c.count[xx]];
+            let mut ss = [1i64 << (PRECISION_BITS - 1); 3];
+            for (x, &kx) in k.iter().enumerate() {
+                let p = (c.first[xx] + x) * 3;
                 for ch in 0..3 {
-                    out[o + ch] = clip8(ss[ch]);
+                    ss[ch] += i64::from(row[p + ch]) * i64::from(kx);
                 }
             }
-        }
-        image = out;
-        w = new_width;
-    }
-    if new_height != height {
-        let c = precompute(height, new_height, filter);
-        let mut out = vec![0u8; w * new_height * 3];
-        for yy in 0..new_height {
-            let k = &c.weights[yy * c.ksize..yy * c.ksize + c.count[yy]];
-            for xx in 0..w {
-                let mut ss = [1i64 << (PRECISION_BITS - 1); 3];
-                for (y, &ky) in k.iter().enumerate() {
-                    let p = ((c.first[yy] + y) * w + xx) * 3;
-                    for ch in 0..3 {
-                        ss[ch] += i64::from(image[p + ch]) * i64::from(ky);
-                    }
-                }
-                let o = (yy * w + xx) * 3;
-                for ch in 0..3 {
-                    out[o + ch] = clip8(ss[ch]);
-                }
+            let o = (y * new_width + xx) * 3;
+            for ch in 0..3 {
+                out[o + ch] = clip8(ss[ch]);
             }
         }
-        image = out;
     }
-    image
+    out
+}
+
+/// Resamples every column of a `width x height` image to `new_height` (no-op when equal).
+fn vertical_pass(
+    image: Vec<u8>,
+    width: usize,
+    height: usize,
+    new_height: usize,
+    filter: Resample,
+) -> Vec<u8> {
+    if new_height == height {
+        return image;
+    }
+    let c = precompute(height, new_height, filter);
+    let mut out = vec![0u8; width * new_height * 3];
+    for yy in 0..new_height {
+        let k = &c.weights[yy * c.ksize..yy * c.ksize + c.count[yy]];
+        for xx in 0..width {
+            let mut ss = [1i64 << (PRECISION_BITS - 1); 3];
+            for (y, &ky) in k.iter().enumerate() {
+                let p = ((c.first[yy] + y) * width + xx) * 3;
+                for ch in 0..3 {
+                    ss[ch] += i64::from(image[p + ch]) * i64::from(ky);
+                }
+            }
+            let o = (yy * width + xx) * 3;
+            for ch in 0..3 {
+                out[o + ch] = clip8(ss[ch]);
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
