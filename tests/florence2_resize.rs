@@ -21,8 +21,11 @@ fn dims(s: &str) -> (usize, usize) {
     (w.parse().expect("width"), h.parse().expect("height"))
 }
 
-/// The sources by size and every resize case of the fixture.
-fn fixture() -> (BTreeMap<(usize, usize), Vec<u8>>, Vec<Case>) {
+/// Source images by `(width, height)`.
+type Sources = BTreeMap<(usize, usize), Vec<u8>>;
+
+/// The sources and every resize case of the fixture.
+fn fixture() -> (Sources, Vec<Case>) {
     let path = florence2_fixtures()
         .parent()
         .expect("fixtures folder")
