@@ -14,10 +14,11 @@
 //! * Budget: samples are cached in the order given until [`CacheConfig::budget_bytes`] is
 //!   reached; the rest are **recomputed** on every use from their images (no disk spill), so
 //!   a budget too small costs time, never correctness.
-//! * The frozen prefix runs without dropout (as at evaluation): with a checkpoint whose
-//!   `dropout` is non-zero, cached training differs from uncached training by exactly the
-//!   dropout the frozen layers would have applied (transformers applies it, frozen or not).
-//!   Florence-2's own fine-tuning recipes and the tiny test model use 0.
+//! * The frozen prefix runs without dropout and without the vision tower's drop-path (as at
+//!   evaluation): with a checkpoint whose `dropout` or `drop_path_rate` is non-zero (Microsoft's
+//!   base: 0.1 and 0.1), cached training differs from uncached training by exactly the noise
+//!   the frozen layers would have added (transformers adds it, frozen or not; so does this
+//!   crate without the cache). The tiny test model uses 0.
 //! * Precision of the computation ([`CacheConfig::precision`]): the frozen prefix can run in
 //!   f16 or bf16 ([`crate::models::cast_floats`] on a copy of the model), both when the cache
 //!   is built and when a sample beyond the budget is recomputed, while the last layer and its

@@ -134,6 +134,9 @@ impl DavitConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Davit<B>> {
         self.validate()?;
         let stages = 0..self.num_stages();
+        // Spatial and channel blocks take alternate rates of the linear schedule.
+        let mut rates = self.drop_path_rates().into_iter();
+        let mut next_rate = || rates.next().unwrap_or(0.0);
         Ok(Davit {
             convs: stages
                 .clone()
@@ -143,8 +146,8 @@ impl DavitConfig {
                 .map(|stage| {
                     (0..self.depths[stage])
                         .map(|_| VisionBlock {
-                            spatial_block: SpatialBlock::new(self, stage, device),
-                            channel_block: ChannelBlock::new(self, stage, device),
+                            spatial_block: SpatialBlock::new(self, stage, next_rate(), device),
+                            channel_block: ChannelBlock::new(self, stage, next_rate(), device),
                         })
                         .collect()
                 })

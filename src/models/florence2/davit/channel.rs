@@ -8,7 +8,7 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
 use super::config::DavitConfig;
-use super::layers::{Mlp, depthwise_conv, layer_norm, to_spatial, to_tokens};
+use super::layers::{Mlp, depthwise_conv, drop_path, layer_norm, to_spatial, to_tokens};
 
 /// Channel attention: the channels are split into `groups` groups of `C/G`; within a group,
 /// each channel attends to the others, comparing them over all `N` tokens.
@@ -69,7 +69,8 @@ impl<B: Backend> ChannelAttention<B> {
 }
 
 /// `x += dw(x); x += channel_attn(norm1(x)); x += dw2(x); x += ffn(norm2(x))`, on
-/// `[N, C, H, W]`. Drop-path is the identity (inference).
+/// `[N, C, H, W]`. Drop-path ([`super::layers::drop_path`]) on both
+/// attention and MLP branches while training.
 #[derive(Module, Debug)]
 pub struct ChannelBlock<B: Backend> {
     /// Depthwise 3x3 position convolution before the attention.
@@ -84,11 +85,13 @@ pub struct ChannelBlock<B: Backend> {
     pub norm2: LayerNorm<B>,
     /// The MLP.
     pub ffn: Mlp<B>,
+    /// Drop-path probability of the attention and MLP branches while training.
+    pub drop_path: f64,
 }
 
 impl<B: Backend> ChannelBlock<B> {
     /// A channel block of stage `stage` (the configuration must be valid).
-    pub fn new(config: &DavitConfig, stage: usize, device: &B::Device) -> Self {
+    pub fn new(config: &DavitConfig, stage: usize, drop_path: f64, device: &B::Device) -> Self {
         let dim = config.embed_dim[stage];
         Self {
             conv1: depthwise_conv(dim, device),
@@ -102,6 +105,7 @@ impl<B: Backend> ChannelBlock<B> {
             conv2: depthwise_conv(dim, device),
             norm2: layer_norm(dim, device),
             ffn: Mlp::new(dim, config.mlp_hidden(stage), device),
+            drop_path,
         }
     }
 
@@ -110,12 +114,16 @@ impl<B: Backend> ChannelBlock<B> {
         let [_, _, height, width] = x.dims();
         let x = self.conv1.forward(x.clone()) + x;
         let tokens = to_tokens(x);
-        let tokens = tokens.clone() + self.channel_attn.forward(self.norm1.forward(tokens));
+        let attention = self
+            .channel_attn
+            .forward(self.norm1.forward(tokens.clone()));
+        let tokens = tokens + drop_path(attention, self.drop_path);
         let x = to_spatial(tokens, height, width);
 
         let x = self.conv2.forward(x.clone()) + x;
         let tokens = to_tokens(x);
-        let tokens = tokens.clone() + self.ffn.forward(self.norm2.forward(tokens));
+        let tokens = tokens.clone()
+            + drop_path(self.ffn.forward(self.norm2.forward(tokens)), self.drop_path);
         to_spatial(tokens, height, width)
     }
 }

@@ -7,7 +7,7 @@ use crate::error::{FedError, Result};
 /// Hyper-parameters of Florence-2's DaViT vision tower and of its projector into the language
 /// model, with the names and meaning of transformers' `Florence2VisionConfig` (the
 /// `vision_config` of a native `config.json` deserialises into it; unknown fields such as
-/// `drop_path_rate` or `initializer_range` are ignored, missing ones take transformers'
+/// `initializer_range` are ignored, missing ones take transformers'
 /// defaults, see [`DavitConfig::default`]).
 ///
 /// All per-stage lists (`depths`, `patch_*`, `embed_dim`, `num_heads`, `num_groups`) have one
@@ -57,6 +57,10 @@ pub struct DavitConfig {
     pub max_position_embeddings: usize,
     /// Rows of the projector's cosine temporal table (largest number of frames).
     pub max_temporal_embeddings: usize,
+    /// Stochastic depth: the drop-path probability of the last block, rising linearly from 0
+    /// over the `2 * sum(depths)` spatial and channel blocks ([`DavitConfig::drop_path_rates`]).
+    /// Applied only while training (on an autodiff backend), like dropout.
+    pub drop_path_rate: f64,
 }
 
 impl Default for DavitConfig {
@@ -80,6 +84,7 @@ impl Default for DavitConfig {
             projection_dim: 1024,
             max_position_embeddings: 50,
             max_temporal_embeddings: 100,
+            drop_path_rate: 0.1,
         }
     }
 }
@@ -114,6 +119,20 @@ impl DavitConfig {
     /// Channels of the last stage, the width of the tokens the tower outputs.
     pub fn out_dim(&self) -> usize {
         self.embed_dim.last().copied().unwrap_or(0)
+    }
+
+    /// Each block's drop-path probability, spatial and channel blocks interleaved in order
+    /// (stage by stage): `torch.linspace(0, drop_path_rate, 2 * sum(depths))`, as transformers'
+    /// `Florence2VisionBackbone` assigns them.
+    pub fn drop_path_rates(&self) -> Vec<f64> {
+        let n = 2 * self.depths.iter().sum::<usize>();
+        match n {
+            0 => Vec::new(),
+            1 => vec![0.0],
+            _ => (0..n)
+                .map(|i| self.drop_path_rate * i as f64 / (n - 1) as f64)
+                .collect(),
+        }
     }
 
     /// Hidden width of stage `stage`'s MLPs, `int(embed_dim[stage] * mlp_ratio)` as in Python.
@@ -176,6 +195,12 @@ impl DavitConfig {
             if value == 0 {
                 return Err(FedError::config(field, "must be at least 1"));
             }
+        }
+        if !(0.0..1.0).contains(&self.drop_path_rate) {
+            return Err(FedError::config(
+                "drop_path_rate",
+                format!("must be in [0, 1), got {}", self.drop_path_rate),
+            ));
         }
         for stage in 0..stages {
             let dim = self.embed_dim[stage];

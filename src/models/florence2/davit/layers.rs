@@ -1,9 +1,10 @@
 //! Small pieces the DaViT blocks share: the MLP, the depthwise position convolution, LayerNorm
-//! with PyTorch's epsilon, and the `[N, C, H, W]` <-> `[N, H*W, C]` reshapes.
+//! with PyTorch's epsilon, the `[N, C, H, W]` <-> `[N, H*W, C]` reshapes and drop-path.
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
+use burn::tensor::Distribution;
 use burn::tensor::activation::gelu;
 
 /// Epsilon of every LayerNorm of the tower and the projector (PyTorch's default).
@@ -65,4 +66,20 @@ pub fn to_spatial<B: Backend>(tokens: Tensor<B, 3>, height: usize, width: usize)
 /// Applies a LayerNorm over the channels of `[N, C, H, W]`.
 pub fn channel_norm<B: Backend>(norm: &LayerNorm<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     norm.forward(x.permute([0, 2, 3, 1])).permute([0, 3, 1, 2])
+}
+
+/// Stochastic depth on a residual branch (transformers' `Florence2DropPath`): while training (an
+/// autodiff backend), each sample's `x` is zeroed with probability `prob` and scaled by
+/// `1 / (1 - prob)` otherwise; the identity at inference or when `prob` is 0.
+pub fn drop_path<B: Backend, const D: usize>(x: Tensor<B, D>, prob: f64) -> Tensor<B, D> {
+    if prob <= 0.0 || !B::ad_enabled(&x.device()) {
+        return x;
+    }
+    let keep = 1.0 - prob;
+    let mut shape = [1usize; D];
+    shape[0] = x.dims()[0];
+    let mask = Tensor::<B, D>::random(shape, Distribution::Bernoulli(keep), &x.device())
+        .cast(x.dtype())
+        .div_scalar(keep);
+    x * mask
 }
