@@ -40,6 +40,18 @@ fn inputs() -> Inputs {
     }
 }
 
+/// Teacher-forced logits of `model` on `x`, with the prompt padding mask.
+fn logits(model: &Florence2<B>, x: &Inputs) -> Tensor<B, 3> {
+    model
+        .forward_masked(
+            x.pixels.clone(),
+            x.ids.clone(),
+            Some(x.mask.clone()),
+            x.decoder.clone(),
+        )
+        .unwrap()
+}
+
 /// Largest difference relative to the largest magnitude of `exact`.
 fn relative_gap<const D: usize>(exact: Tensor<B, D>, half: Tensor<B, D>) -> f32 {
     let half = half.cast(burn::tensor::FloatDType::F32);
@@ -62,25 +74,10 @@ fn bounds(precision: Precision) -> (f32, f32) {
 fn half_precision_forward_stays_within_its_rounding_of_f32() {
     let exact_model = model();
     let x = inputs();
-    let exact = exact_model
-        .forward_masked(
-            x.pixels.clone(),
-            x.ids.clone(),
-            Some(x.mask.clone()),
-            x.decoder.clone(),
-        )
-        .unwrap();
+    let exact = logits(&exact_model, &x);
     for precision in [Precision::F16, Precision::Bf16] {
-        let half_model = cast_floats(exact_model.clone(), precision);
         // Inputs stay f32: the model casts the images to its weights' type.
-        let half = half_model
-            .forward_masked(
-                x.pixels.clone(),
-                x.ids.clone(),
-                Some(x.mask.clone()),
-                x.decoder.clone(),
-            )
-            .unwrap();
+        let half = logits(&cast_floats(exact_model.clone(), precision), &x);
         assert_eq!(half.dtype(), DType::from(precision.dtype()));
         let gap = relative_gap(exact.clone(), half);
         let (floor, ceiling) = bounds(precision);

@@ -480,16 +480,20 @@ fn the_cache_refuses_adapters_outside_the_last_decoder_layer() {
     check_cacheable(&paper).unwrap();
 }
 
-fn run(sharing: Sharing, cached: bool) -> (Vec<RoundReport>, Vec<Payload>) {
+/// Two clients of 4 train / 2 test synthetic samples: their models (`lora` on the default
+/// targets, trainability by `sharing`) and the task, with an f32 cache when `cached`.
+fn two_clients(
+    lora: &LoraConfig,
+    sharing: Sharing,
+    cached: bool,
+) -> (Vec<Florence2<B>>, VqaTask<B>) {
     let samples = Arc::new(synthetic(12, 9));
     let split = split(2, 4, 2);
     let models: Vec<Florence2<B>> = (0..2)
         .map(|k| {
             let model = base_model::<B>();
             let targets = model.default_adapter_targets();
-            let model = model
-                .with_adapters(&LoraConfig::paper(), &targets, 100 + k)
-                .unwrap();
+            let model = model.with_adapters(lora, &targets, 100 + k).unwrap();
             freeze_all(model, sharing)
         })
         .collect();
@@ -499,6 +503,11 @@ fn run(sharing: Sharing, cached: bool) -> (Vec<RoundReport>, Vec<Payload>) {
             .with_cache(cache_of(&models[0], &samples, CacheDtype::F32, usize::MAX))
             .unwrap();
     }
+    (models, task)
+}
+
+fn run(sharing: Sharing, cached: bool) -> (Vec<RoundReport>, Vec<Payload>) {
+    let (models, task) = two_clients(&LoraConfig::paper(), sharing, cached);
     let config = SimulationConfig {
         rounds: 2,
         local_epochs: 2,
@@ -619,23 +628,8 @@ fn adapters_after_round<T: FederatedTask<B, Model = Florence2<B>>>(
     cached: bool,
     wrap: impl Fn(VqaTask<B>) -> T,
 ) -> Vec<Vec<f32>> {
-    let samples = Arc::new(synthetic(12, 9));
-    let split = split(2, 4, 2);
     let lora = LoraConfig::paper().with_dropout(0.0);
-    let models: Vec<Florence2<B>> = (0..2)
-        .map(|k| {
-            let model = base_model::<B>();
-            let targets = model.default_adapter_targets();
-            let model = model.with_adapters(&lora, &targets, 100 + k).unwrap();
-            freeze_all(model, Sharing::FedSaLora)
-        })
-        .collect();
-    let mut task = tasks(&samples, &split);
-    if cached {
-        task = task
-            .with_cache(cache_of(&models[0], &samples, CacheDtype::F32, usize::MAX))
-            .unwrap();
-    }
+    let (models, task) = two_clients(&lora, Sharing::FedSaLora, cached);
     let config = SimulationConfig {
         rounds: 1,
         local_epochs: 2,
