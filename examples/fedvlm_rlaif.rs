@@ -44,6 +44,13 @@ type Inner = burn::backend::Flex;
 type Inner = burn::backend::Cuda;
 type B = Autodiff<Inner>;
 
+/// Samples per forward pass while the cache is built: 1 on the CPU (fresh multi-megabyte
+/// activation buffers of bigger batches cost more in page faults than batching saves).
+#[cfg(not(feature = "cuda"))]
+const DEFAULT_CACHE_BATCH: usize = 1;
+#[cfg(feature = "cuda")]
+const DEFAULT_CACHE_BATCH: usize = 16;
+
 type AnyError = Box<dyn std::error::Error>;
 
 #[derive(Parser, Debug)]
@@ -96,9 +103,12 @@ struct Args {
     #[arg(long)]
     batch_size: Option<usize>,
     /// Gradient accumulation: run each batch as micro-batches of this many samples (same
-    /// step, less memory).
+    /// step, less memory; on the CPU without the cache, 1 is also faster).
     #[arg(long)]
     micro_batch_size: Option<usize>,
+    /// Evaluation batch size.
+    #[arg(long)]
+    eval_batch_size: Option<usize>,
     /// Adapter rank (FFA-LoRA keeps its own rank 8 unless --ffa-rank is given).
     #[arg(long)]
     rank: Option<usize>,
@@ -139,6 +149,10 @@ struct Args {
     /// precision is for GPUs; adapters always train in f32).
     #[arg(long)]
     prefix_precision: Option<fedvlm::models::Precision>,
+    /// Samples per forward pass while the frozen-prefix cache is built (CPU default 1: on
+    /// burn's CPU backend big batches cost more per sample, see BENCHMARKS.md; CUDA 16).
+    #[arg(long, default_value_t = DEFAULT_CACHE_BATCH)]
+    cache_batch_size: usize,
     /// Memory budget of the frozen-prefix cache in MiB (samples beyond it are recomputed).
     #[arg(long, default_value_t = 4096)]
     cache_mib: usize,
@@ -173,6 +187,7 @@ impl Args {
             local_epochs,
             lr,
             batch_size,
+            eval_batch_size,
             strategy,
             mu,
             seed
@@ -318,6 +333,7 @@ fn run(args: &Args) -> Result<(), AnyError> {
         let cache_config = CacheConfig {
             budget_bytes: args.cache_mib << 20,
             precision: config.prefix_precision,
+            batch_size: args.cache_batch_size,
             ..CacheConfig::default()
         };
         let cache = build_cache(&base.valid(), &data, &cache_config, &device)?;
