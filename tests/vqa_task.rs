@@ -446,6 +446,40 @@ fn a_half_precision_prefix_stays_near_f32_and_recomputes_in_its_own_precision() 
 }
 
 #[test]
+fn the_cache_is_the_same_whatever_the_thread_count_and_budget() {
+    let samples = synthetic(9, 4);
+    let model = adapted(2);
+    let build = |threads: usize, budget: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let all: Vec<usize> = (0..samples.len()).collect();
+            let config = CacheConfig {
+                batch_size: 2,
+                budget_bytes: budget,
+                ..CacheConfig::default()
+            };
+            FrozenPrefixCache::build_from(&model, &samples, &all, &config, &Default::default())
+                .unwrap()
+        })
+    };
+    let serial = build(1, usize::MAX);
+    assert_eq!(serial.len(), 9);
+    assert_eq!(build(3, usize::MAX), serial);
+    // Over budget, the same first samples are kept whichever thread computed them.
+    let half = build(1, serial.bytes() / 2);
+    assert!(!half.is_empty() && half.len() < 9);
+    assert_eq!(build(4, serial.bytes() / 2), half);
+    for i in 0..9 {
+        if let Some(entry) = half.get(i) {
+            assert_eq!(Some(entry), serial.get(i));
+        }
+    }
+}
+
+#[test]
 fn the_cache_refuses_adapters_outside_the_last_decoder_layer() {
     let model = base_model::<I>();
     let targets = [

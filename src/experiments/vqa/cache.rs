@@ -31,6 +31,7 @@ use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use half::f16;
+use rayon::prelude::*;
 
 use super::sample::{VqaBatch, VqaSample};
 use crate::error::{FedError, Result};
@@ -304,18 +305,27 @@ impl FrozenPrefixCache {
             }
         }
         let prefix = cast_floats(model.clone(), config.precision);
-        'outer: for chunk in todo.chunks(config.batch_size) {
-            let batch: Vec<&VqaSample> = chunk.iter().map(|&i| &samples[i]).collect();
-            for (&i, entry) in
-                chunk
-                    .iter()
-                    .zip(compute_entries(&prefix, &batch, config.dtype, device)?)
-            {
-                if cache.bytes + entry.bytes() > config.budget_bytes {
-                    break 'outer;
+        // Batches run a few at a time on rayon's threads (the CPU backend leaves cores idle in
+        // its single-threaded element-wise operations); entries are kept in order until the
+        // budget is full, so the result does not depend on the thread count.
+        let chunks: Vec<&[usize]> = todo.chunks(config.batch_size).collect();
+        let parallel = rayon::current_num_threads().max(1);
+        'outer: for group in chunks.chunks(parallel) {
+            let computed = group
+                .par_iter()
+                .map(|chunk| {
+                    let batch: Vec<&VqaSample> = chunk.iter().map(|&i| &samples[i]).collect();
+                    compute_entries(&prefix, &batch, config.dtype, device)
+                })
+                .collect::<Vec<_>>();
+            for (chunk, entries) in group.iter().zip(computed) {
+                for (&i, entry) in chunk.iter().zip(entries?) {
+                    if cache.bytes + entry.bytes() > config.budget_bytes {
+                        break 'outer;
+                    }
+                    cache.bytes += entry.bytes();
+                    cache.entries[i] = Some(entry);
                 }
-                cache.bytes += entry.bytes();
-                cache.entries[i] = Some(entry);
             }
         }
         Ok(cache)
