@@ -69,9 +69,10 @@ pub struct CacheConfig {
     pub precision: Precision,
     /// Most bytes of activations held; samples beyond it are recomputed when used.
     pub budget_bytes: usize,
-    /// Samples per forward pass while building. On burn's CPU backend 1 is fastest (at 768 px
-    /// a batch's activations outgrow the allocator's reuse and are faulted in page by page:
-    /// 6.8 s a base-size sample at 1, 9.7 s at 16, BENCHMARKS.md); on a GPU larger is better.
+    /// Samples per forward pass while building (as many passes run at once as rayon has
+    /// threads). On burn's CPU backend 1 is fastest (at 768 px a batch's activations outgrow
+    /// the allocator's reuse and are faulted in page by page: on one thread 6.8 s a base-size
+    /// sample at 1, 9.7 s at 16, BENCHMARKS.md); on a GPU larger is better.
     pub batch_size: usize,
 }
 
