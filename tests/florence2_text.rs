@@ -1,6 +1,9 @@
 //! Florence-2's tokenizer, processor and hub resolution against transformers 5.24
 //! (fixtures made by scripts/generate_florence2_text_fixtures.py; see the README beside them).
 
+mod common;
+use common::offline_hub;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -429,17 +432,6 @@ fn write_model_dir(dir: &Path, weights: &str, tokenizer: bool) {
     }
 }
 
-fn offline(cache: &Path) -> HubOptions {
-    HubOptions {
-        offline: true,
-        cache_dir: cache.to_path_buf(),
-        revision: "main".into(),
-        endpoint: None,
-        token: None,
-        progress: false,
-    }
-}
-
 #[test]
 fn local_folder_resolves() {
     let tmp = tempfile::tempdir().unwrap();
@@ -447,7 +439,8 @@ fn local_folder_resolves() {
     write_model_dir(&dir, "model.safetensors", true);
     std::fs::write(dir.join("pytorch_model.bin"), b"older").unwrap();
     // The options would fail any hub access: a folder never touches the hub.
-    let files = Florence2Files::resolve_with(dir.to_str().unwrap(), &offline(tmp.path())).unwrap();
+    let files =
+        Florence2Files::resolve_with(dir.to_str().unwrap(), &offline_hub(tmp.path())).unwrap();
     assert_eq!(files.weights, dir.join("model.safetensors"));
     assert_eq!(files.weights_format, WeightsFormat::Safetensors);
     assert_eq!(files.config, dir.join("config.json"));
@@ -492,7 +485,7 @@ fn local_folder_resolves() {
         "{err}"
     );
 
-    let err = Florence2Files::resolve_with("./no/such/dir", &offline(tmp.path())).unwrap_err();
+    let err = Florence2Files::resolve_with("./no/such/dir", &offline_hub(tmp.path())).unwrap_err();
     assert!(matches!(err, HubError::InvalidModel(_)), "{err}");
 }
 
@@ -525,7 +518,7 @@ fn offline_mode_reads_the_cache() {
         ],
     );
     let files =
-        Florence2Files::resolve_with("microsoft/Florence-2-base", &offline(&cache)).unwrap();
+        Florence2Files::resolve_with("microsoft/Florence-2-base", &offline_hub(&cache)).unwrap();
     assert_eq!(files.weights, snapshot.join("pytorch_model.bin"));
     assert_eq!(files.weights_format, WeightsFormat::PytorchBin);
     assert_eq!(files.tokenizer, snapshot.join("tokenizer.json"));
@@ -544,7 +537,7 @@ fn offline_mode_reads_the_cache() {
     let online = HubOptions {
         offline: false,
         endpoint: Some("http://127.0.0.1:9".into()),
-        ..offline(&cache)
+        ..offline_hub(&cache)
     };
     assert_eq!(
         Florence2Files::resolve_with("microsoft/Florence-2-base", &online).unwrap(),
@@ -561,8 +554,9 @@ fn offline_mode_names_the_missing_file() {
         "florence-community/Florence-2-base",
         &["config.json", "model.safetensors"],
     );
-    let err = Florence2Files::resolve_with("florence-community/Florence-2-base", &offline(&cache))
-        .unwrap_err();
+    let err =
+        Florence2Files::resolve_with("florence-community/Florence-2-base", &offline_hub(&cache))
+            .unwrap_err();
     match &err {
         HubError::NotInCache {
             repo,
@@ -577,8 +571,8 @@ fn offline_mode_names_the_missing_file() {
         other => panic!("unexpected {other:?}"),
     }
     assert!(err.to_string().contains("HF_HUB_OFFLINE"), "{err}");
-    let err =
-        Florence2Files::resolve_with("microsoft/Florence-2-large", &offline(&cache)).unwrap_err();
+    let err = Florence2Files::resolve_with("microsoft/Florence-2-large", &offline_hub(&cache))
+        .unwrap_err();
     assert!(
         matches!(&err, HubError::NotInCache { file, .. } if file == "config.json"),
         "{err}"

@@ -1,6 +1,9 @@
 //! RLAIF-V reader and partitions on small parquet shards written here in RLAIF-V's schema
 //! (the `image` struct column holds real JPEG and PNG images encoded by the test).
 
+mod common;
+use common::offline_hub;
+
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,7 +13,6 @@ use fedvlm::data::{
     DataError, ImageCheck, RlaifV, RlaifVOptions, RlaifVPartitionOptions, RlaifVScheme,
     RlaifVShards, RlaifVSkip, RlaifVSource, partition_rlaif_v, rlaif_v_shards,
 };
-use fedvlm::models::florence2::hub::HubOptions;
 use image::{DynamicImage, ImageFormat, RgbImage};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
@@ -542,23 +544,12 @@ fn missing_column_is_a_typed_error() {
     );
 }
 
-fn offline(cache: &Path) -> HubOptions {
-    HubOptions {
-        offline: true,
-        cache_dir: cache.to_path_buf(),
-        revision: "main".into(),
-        endpoint: None,
-        token: None,
-        progress: false,
-    }
-}
-
 #[test]
 fn shards_from_local_folder_and_offline_cache() {
     let dir = tempfile::tempdir().expect("tempdir");
     write_dataset(dir.path());
     let cache = tempfile::tempdir().expect("cache");
-    let options = offline(cache.path());
+    let options = offline_hub(cache.path());
 
     let local = RlaifVShards::resolve_with(dir.path().to_str().expect("utf-8"), &options)
         .expect("local folder");

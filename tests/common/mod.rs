@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
+use fedvlm::models::florence2::hub::HubOptions;
 use safetensors::SafeTensors;
 use safetensors::tensor::Dtype;
 
@@ -89,4 +90,16 @@ impl TensorFile {
 pub fn max_abs_diff<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> f32 {
     assert_eq!(a.dims(), b.dims());
     (a - b).abs().max().into_scalar().elem()
+}
+
+/// Hub options that read only the cache folder `cache` (no network, no progress bar).
+pub fn offline_hub(cache: &Path) -> HubOptions {
+    HubOptions {
+        offline: true,
+        cache_dir: cache.to_path_buf(),
+        revision: "main".into(),
+        endpoint: None,
+        token: None,
+        progress: false,
+    }
 }
