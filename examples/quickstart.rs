@@ -2,7 +2,8 @@
 //!
 //! Every client labels the same clusters with its own permutation of the classes, so the
 //! clients conflict. The example trains the same adapters under pLoRA, FedAvg-LoRA and FFA-LoRA
-//! with the same seed and prints each client's personalised test accuracy.
+//! (and FedSA-LoRA) with the same seed and prints each client's personalised test accuracy.
+//! The settings are [`Quickstart`]'s, which a Flower node's `--task synthetic` shares.
 //!
 //! ```text
 //! cargo run --release --example quickstart
@@ -10,11 +11,9 @@
 //! ```
 
 use burn::backend::Autodiff;
-use fedvlm::federated::{
-    JsonlWriter, LabelledRun, OptimizerConfig, ShareSpec, write_csv, write_svg_chart,
-};
-use fedvlm::synthetic::{SyntheticConfig, SyntheticModel, SyntheticTask};
-use fedvlm::{FedAvg, LoraConfig, Sharing, Simulation, SimulationConfig};
+use fedvlm::federated::{JsonlWriter, LabelledRun, ShareSpec, write_csv, write_svg_chart};
+use fedvlm::synthetic::Quickstart;
+use fedvlm::{FedAvg, Sharing, Simulation};
 
 /// CPU by default; `--features cuda` runs on the GPU.
 #[cfg(not(feature = "cuda"))]
@@ -24,21 +23,8 @@ type B = Autodiff<burn::backend::Cuda>;
 
 fn main() -> fedvlm::Result<()> {
     let device = Default::default();
-    let data = SyntheticConfig {
-        num_clients: 6,
-        train_per_client: 192,
-        ..SyntheticConfig::default()
-    };
-    let lora = LoraConfig::new(4, 8.0);
-    let config = SimulationConfig {
-        rounds: 10,
-        local_epochs: 3,
-        batch_size: 16,
-        lr: 1e-2,
-        optimizer: OptimizerConfig::default(),
-        progress: true,
-        ..SimulationConfig::default()
-    };
+    let quickstart = Quickstart::new(6);
+    let (data, lora, config) = (quickstart.data, quickstart.lora, &quickstart.simulation);
     std::fs::create_dir_all("target/quickstart")
         .map_err(|e| fedvlm::FedError::io("target/quickstart", e))?;
 
@@ -48,11 +34,9 @@ fn main() -> fedvlm::Result<()> {
     );
     let mut results = Vec::new();
     let mut runs = Vec::new();
-    for sharing in [Sharing::PLora, Sharing::FedAvgLora, Sharing::FfaLora] {
-        let task = SyntheticTask::<B>::new(data, &device)?;
-        let models = (0..data.num_clients)
-            .map(|k| SyntheticModel::new(&data, &lora, 1000 + k as u64, &device))
-            .collect::<fedvlm::Result<Vec<_>>>()?;
+    for sharing in Sharing::ALL {
+        let task = quickstart.task::<B>(&device)?;
+        let models = quickstart.models::<B>(&device)?;
         let mut sim = Simulation::new(
             config.clone(),
             ShareSpec::new(sharing),

@@ -3,9 +3,9 @@
 use thiserror::Error;
 
 use crate::data::DataError;
-use crate::federated::payload::PayloadError;
 use crate::metrics::MetricsError;
 use crate::models::WeightsError;
+use crate::params::PayloadError;
 use crate::partition::PartitionError;
 
 /// Every fallible operation of the crate returns this error.

@@ -10,9 +10,11 @@
 //! self-describing payload format, a simulation runner over K clients, partitioners and metrics.
 //!
 //! Where each concern lives:
-//! * [`lora`]: the adapter layer, its config, and **the sharing rule** ([`lora::Sharing`]).
-//! * [`federated`]: payloads, collecting/applying shared tensors, the server, the task trait,
-//!   the simulation, reports and checkpoints.
+//! * [`params`]: named tensors and the payload wire format, the ground floor.
+//! * [`lora`]: the adapter layer, its config, **the sharing rule** ([`lora::Sharing`]) and what
+//!   travels under it ([`lora::ShareSpec`], [`lora::collect_shared`], [`lora::apply_payload`]).
+//! * [`federated`]: one client's local work ([`federated::ClientRuntime`]), the server, the
+//!   task trait, the simulation, reports and checkpoints.
 //! * [`strategy`]: server-side aggregation.
 //! * [`partition`]: splitting a dataset over clients.
 //! * [`metrics`]: accuracy, macro precision/recall/F1, loss.
@@ -44,7 +46,9 @@ pub mod federated;
 pub mod lora;
 pub mod metrics;
 pub mod models;
+pub mod params;
 pub mod partition;
+pub mod seed;
 pub mod strategy;
 pub mod synthetic;
 

@@ -20,9 +20,9 @@ use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FedError, Result};
-use crate::federated::simulation::mix_seed;
-use crate::federated::{EvalBatch, FederatedTask, Split};
+use crate::federated::{EvalBatch, FederatedTask, SimulationConfig, Split};
 use crate::lora::{LoraConfig, PersonalizedLora, set_trainable};
+use crate::seed::mix_seed;
 
 /// Shape of the synthetic problem.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -128,6 +128,68 @@ fn seeded_linear<B: Backend>(
     linear.weight = Param::from_tensor(weight);
     linear.bias = Some(Param::from_tensor(bias));
     linear
+}
+
+/// The quick start's federation: the data, adapters and local settings that
+/// `examples/quickstart.rs` runs in one process and that a Flower node started with
+/// `--task synthetic --partition-id I --num-partitions N` joins as client `I`, with the same
+/// seeds, so the two train exactly the same thing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quickstart {
+    /// The clients' data (and the frozen weights' seed).
+    pub data: SyntheticConfig,
+    /// The adapters (rank 4, alpha 8).
+    pub lora: LoraConfig,
+    /// Rounds and local settings: 10 rounds of 3 epochs, batch 16, AdamW at lr 1e-2.
+    pub simulation: SimulationConfig,
+}
+
+impl Quickstart {
+    /// The quick start with `num_clients` clients (the example uses 6) of 192 training
+    /// examples each.
+    pub fn new(num_clients: usize) -> Self {
+        Self {
+            data: SyntheticConfig {
+                num_clients,
+                train_per_client: 192,
+                ..SyntheticConfig::default()
+            },
+            lora: LoraConfig::new(4, 8.0),
+            simulation: SimulationConfig {
+                rounds: 10,
+                local_epochs: 3,
+                batch_size: 16,
+                lr: 1e-2,
+                ..SimulationConfig::default()
+            },
+        }
+    }
+
+    /// The seed of client `client`'s adapter (its private `A`).
+    pub fn adapter_seed(client: usize) -> u64 {
+        1000 + client as u64
+    }
+
+    /// Every client's data.
+    pub fn task<B: Backend>(&self, device: &B::Device) -> Result<SyntheticTask<B>> {
+        SyntheticTask::new(self.data, device)
+    }
+
+    /// Client `client`'s model, with its own adapter seed.
+    pub fn model<B: Backend>(
+        &self,
+        client: usize,
+        device: &B::Device,
+    ) -> Result<SyntheticModel<B>> {
+        SyntheticModel::new(&self.data, &self.lora, Self::adapter_seed(client), device)
+    }
+
+    /// One model per client.
+    pub fn models<B: Backend>(&self, device: &B::Device) -> Result<Vec<SyntheticModel<B>>> {
+        (0..self.data.num_clients)
+            .map(|k| self.model(k, device))
+            .collect()
+    }
 }
 
 /// Inputs `[N, input_dim]`, labels as a tensor `[N]`, and the same labels on the host.

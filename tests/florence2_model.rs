@@ -287,9 +287,9 @@ fn a_folder_without_weights_is_a_read_error() {
 fn federated_state_on_florence2_follows_the_sharing_rule() {
     use burn::backend::Autodiff;
     use fedvlm::Sharing;
-    use fedvlm::federated::state::parameter_shapes;
     use fedvlm::federated::{ShareSpec, collect_shared};
     use fedvlm::lora::freeze_all;
+    use fedvlm::params::parameter_shapes;
 
     type AB = Autodiff<Flex>;
     let model = Florence2::<AB>::load(

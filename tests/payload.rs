@@ -6,6 +6,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::Backend;
 use fedvlm::federated::{
     Payload, PayloadError, ShareSpec, TensorValues, WireDtype, apply_payload, collect_shared,
+    collect_where,
 };
 use fedvlm::{LoraConfig, PersonalizedLora, Sharing};
 
@@ -189,7 +190,7 @@ fn applying_keeps_ids_and_trainability_and_leaves_private_tensors() {
     let a_before = receiver.layers[0].lora_a.val().to_data();
     let mut sent = payload.clone();
     sent.tensors.get_mut("layers.0.lora_b").unwrap().values[0] = 0.5;
-    let received = apply_payload(&receiver, &sent).unwrap();
+    let received = apply_payload(&receiver, &sent, &spec).unwrap();
     let layer = &received.layers[0];
     assert_eq!((layer.lora_b.id, layer.lora_a.id), ids_before);
     assert!(layer.lora_b.is_require_grad());
@@ -210,13 +211,14 @@ fn applying_keeps_ids_and_trainability_and_leaves_private_tensors() {
 #[test]
 fn applying_a_bad_payload_is_refused() {
     let model = net(1);
-    let good = collect_shared(&model, &ShareSpec::new(Sharing::PLora));
+    let spec = ShareSpec::new(Sharing::PLora);
+    let good = collect_shared(&model, &spec);
 
     let mut unknown = good.clone();
     let t = unknown.tensors["layers.0.lora_b"].clone();
     unknown.tensors.insert("layers.7.lora_b".into(), t);
     assert!(matches!(
-        apply_payload(&model, &unknown),
+        apply_payload(&model, &unknown, &spec),
         Err(PayloadError::UnknownTensor(name)) if name == "layers.7.lora_b"
     ));
 
@@ -226,16 +228,62 @@ fn applying_a_bad_payload_is_refused() {
         TensorValues::new("b", vec![2, 6], vec![0.0; 12]).unwrap(),
     );
     assert!(matches!(
-        apply_payload(&model, &shape),
+        apply_payload(&model, &shape, &spec),
         Err(PayloadError::ShapeMismatch { .. })
     ));
 
     let mut nan = good;
     nan.tensors.get_mut("layers.1.lora_b").unwrap().values[0] = f32::INFINITY;
     assert!(matches!(
-        apply_payload(&model, &nan),
+        apply_payload(&model, &nan, &spec),
         Err(PayloadError::NonFinite { .. })
     ));
+}
+
+#[test]
+fn receiving_enforces_the_sharing_rule() {
+    let model = net(1);
+    let everything = collect_where(&model, |_, _| true);
+    let a_name = "layers.0.lora_a";
+    let a = everything.tensors[a_name].clone();
+    let weight = everything.tensors["layers.0.weight"].clone();
+    let with = |name: &str, tensor: TensorValues| {
+        let mut payload = collect_shared(&model, &ShareSpec::new(Sharing::PLora));
+        payload.tensors.insert(name.to_string(), tensor);
+        payload
+    };
+    // pLoRA and FFA-LoRA keep A private: a payload naming it is refused.
+    for rule in [Sharing::PLora, Sharing::FfaLora] {
+        let refused = apply_payload(&model, &with(a_name, a.clone()), &ShareSpec::new(rule));
+        assert!(
+            matches!(&refused, Err(PayloadError::NotShared { name, .. }) if name == a_name),
+            "{rule}: {refused:?}"
+        );
+    }
+    // FedSA-LoRA keeps B private.
+    let fedsa = ShareSpec::new(Sharing::FedSaLora);
+    let b_only = collect_shared(&model, &ShareSpec::new(Sharing::PLora));
+    assert!(matches!(
+        apply_payload(&model, &b_only, &fedsa),
+        Err(PayloadError::NotShared { .. })
+    ));
+    // A frozen base weight is never received, under any rule, unless shared as an extra.
+    for rule in Sharing::ALL {
+        let refused = apply_payload(
+            &model,
+            &with("layers.0.weight", weight.clone()),
+            &ShareSpec::new(rule),
+        );
+        assert!(
+            matches!(refused, Err(PayloadError::NotShared { .. })),
+            "{rule}"
+        );
+    }
+    let extra = ShareSpec::new(Sharing::PLora).also_share("layers.0.weight");
+    assert!(apply_payload(&model, &with("layers.0.weight", weight), &extra).is_ok());
+    // FedAvg-LoRA shares A: accepted.
+    let fedavg = ShareSpec::new(Sharing::FedAvgLora);
+    assert!(apply_payload(&model, &with(a_name, a), &fedavg).is_ok());
 }
 
 #[derive(Module, Debug)]

@@ -9,7 +9,7 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::Backend;
 use burn::tensor::{Distribution, Tensor};
-use fedvlm::federated::{Payload, PayloadError, TensorValues, WireDtype, apply_payload};
+use fedvlm::federated::{Payload, PayloadError, TensorValues, WireDtype, apply_tensors};
 use fedvlm::lora::{
     AdapterMatrix, Dense, PeftAdapterConfig, PeftExport, freeze_all, load_peft_adapter, peft_key,
     save_peft_adapter,
@@ -209,7 +209,7 @@ fn train(net: Net<B>) -> Net<B> {
         let tensor = TensorValues::new(path, shape.to_vec(), values(t)).unwrap();
         payload.tensors.insert(path.into(), tensor);
     }
-    apply_payload(&net, &payload).unwrap()
+    apply_tensors(&net, &payload).unwrap()
 }
 
 #[test]

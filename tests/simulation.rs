@@ -376,3 +376,24 @@ fn bad_settings_are_refused() {
     one.pop();
     assert!(Simulation::new(config(1), spec, task(), FedAvg::new(), one).is_err());
 }
+
+#[test]
+fn ffa_lora_clients_share_one_frozen_a_that_never_changes() {
+    let _serial = serial();
+    let mut sim = simulation(data(3), config(2), Sharing::FfaLora, FedAvg::new());
+    let common = adapter(&sim, 0, "head.lora_a");
+    // Models were built with distinct adapter seeds; the simulation gives them client 0's A.
+    for k in 0..3 {
+        assert_eq!(adapter(&sim, k, "head.lora_a"), common, "client {k} before");
+    }
+    sim.run(|_, _| Ok(())).unwrap();
+    for k in 0..3 {
+        assert_eq!(adapter(&sim, k, "head.lora_a"), common, "client {k} after");
+    }
+    // ...while B trained and travels.
+    assert_ne!(adapter(&sim, 1, "head.lora_b"), vec![0.0; 16]);
+    // pLoRA keeps distinct private A's.
+    let plora = simulation(data(3), config(1), Sharing::PLora, FedAvg::new());
+    let a: Vec<Vec<f32>> = (0..3).map(|k| adapter(&plora, k, "head.lora_a")).collect();
+    assert_ne!(a[0], a[1]);
+}

@@ -96,7 +96,7 @@ fn adapted(seed: u64) -> Florence2<B> {
             },
         );
     }
-    apply_payload(&model, &payload).unwrap()
+    apply_payload(&model, &payload, &ShareSpec::new(Sharing::PLora)).unwrap()
 }
 
 /// Random images and ids of varying lengths (prompts 3..9 tokens, answers 2..8).

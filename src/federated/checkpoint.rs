@@ -4,9 +4,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::payload::{Payload, WireDtype};
 use crate::error::{FedError, Result};
 use crate::lora::Sharing;
+use crate::params::payload::{Payload, WireDtype};
 
 const MANIFEST: &str = "checkpoint.json";
 

@@ -1,25 +1,37 @@
-//! Federation: what travels ([`payload`]), reading and writing it from a model ([`state`]),
-//! the server, the client-side task a user implements, and the simulation runner.
+//! Federation: one client's local work ([`ClientRuntime`]), the server, the task trait a user
+//! implements, the in-process simulation over K clients, reports and checkpoints.
+//!
+//! The named-tensor types travel from [`crate::params`] and the sharing rule's
+//! collect/apply from [`crate::lora`]; both are re-exported here, where users have always
+//! imported them (`fedvlm::federated::{Payload, ShareSpec, apply_payload, ...}`).
 
+mod atomic;
 pub mod checkpoint;
+pub mod client;
+pub mod client_state;
 pub mod export;
-pub mod path;
-pub mod payload;
+mod optimizer;
 pub mod prox;
 pub mod report;
 pub mod run_dir;
 pub mod server;
 pub mod simulation;
-pub mod state;
 pub mod task;
 
+pub use crate::lora::{ShareSpec, apply_payload, collect_client_state, collect_shared};
+pub use crate::params::state::{apply_tensors, collect_where, parameter_shapes};
+pub use crate::params::{
+    ClientUpdate, Payload, PayloadError, TensorRole, TensorValues, WireDtype, path, payload,
+};
+pub use atomic::write_atomic;
+pub use client::{
+    ClientConfig, ClientModel, ClientRuntime, LocalTraining, OptimizerConfig, evaluate_model,
+};
+pub use client_state::{ClientStateDir, SavedClientState};
 pub use export::{LabelledRun, write_csv, write_svg_chart};
-pub use path::TensorRole;
-pub use payload::{Payload, PayloadError, TensorValues, WireDtype};
 pub use prox::{ProxAnchor, proximal_term};
 pub use report::{ClientRoundReport, JsonlWriter, RoundReport};
 pub use run_dir::{CHECKPOINT_DIR, METRICS_FILE, SETTINGS_FILE, run_in_dir};
-pub use server::{ClientUpdate, Server};
-pub use simulation::{OptimizerConfig, Simulation, SimulationConfig};
-pub use state::{ShareSpec, apply_payload, collect_client_state, collect_shared, collect_where};
+pub use server::Server;
+pub use simulation::{Simulation, SimulationConfig};
 pub use task::{EvalBatch, FederatedTask, Split, dataset_rows};

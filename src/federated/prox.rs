@@ -6,8 +6,8 @@ use burn::module::{ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::tensor::TensorData;
 
-use super::path::PathTracker;
-use super::payload::Payload;
+use crate::params::path::PathTracker;
+use crate::params::payload::Payload;
 
 /// The global shared tensors of the round, on the device, that the proximal term pulls towards.
 #[derive(Debug, Clone)]

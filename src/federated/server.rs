@@ -1,18 +1,10 @@
 //! The server: holds the global shared tensors, validates updates, runs the strategy.
 
 use crate::error::{FedError, Result};
-use crate::federated::payload::Payload;
 use crate::federated::report::Rejection;
+pub use crate::params::ClientUpdate;
+use crate::params::Payload;
 use crate::strategy::Strategy;
-
-/// A client's contribution to a round: its shared tensors and example count (in the payload).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClientUpdate {
-    /// The sending client.
-    pub client: usize,
-    /// Its shared tensors; `payload.num_examples` is FedAvg's weight.
-    pub payload: Payload,
-}
 
 /// The global state and the strategy that advances it.
 #[derive(Debug, Clone)]

@@ -1,17 +1,8 @@
 //! The simulation runner: R rounds over K clients on one machine.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
-use std::collections::HashSet;
-
-use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
-use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::decay::WeightDecayConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{
-    AdamW, AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer, Sgd, SgdConfig,
-};
-use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
@@ -19,98 +10,19 @@ use rand::{SeedableRng, rngs::ChaCha8Rng};
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::Checkpoint;
-use super::payload::{Payload, WireDtype};
-use super::prox::{ProxAnchor, proximal_term};
-use super::report::{ClientRoundReport, RoundReport};
-use super::server::{ClientUpdate, Server};
-use super::state::{ShareSpec, apply_payload, collect_client_state, collect_shared};
+use super::client::{ClientConfig, ClientModel, ClientRuntime, OptimizerConfig, evaluate_model};
+use super::report::{ClientRoundReport, Rejection, RoundReport};
+use super::server::Server;
 use super::task::{FederatedTask, Split};
 use crate::error::{FedError, Result};
-use crate::lora::apply_sharing;
-use crate::metrics::{ClassificationMetrics, ConfusionMatrix, mean_metrics};
+use crate::lora::{ShareSpec, common_frozen_a};
+use crate::metrics::{ClassificationMetrics, mean_metrics};
+use crate::params::{ClientUpdate, Payload, WireDtype};
+use crate::seed::mix_seed;
 use crate::strategy::Strategy;
 
-/// The local optimiser every client uses.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OptimizerConfig {
-    /// AdamW (PyTorch's defaults: betas 0.9/0.999, eps 1e-8, weight decay 0.01).
-    AdamW {
-        /// First-moment decay.
-        beta_1: f32,
-        /// Second-moment decay.
-        beta_2: f32,
-        /// Numerical stability term.
-        epsilon: f32,
-        /// Decoupled weight decay.
-        weight_decay: f32,
-    },
-    /// Stochastic gradient descent with optional momentum.
-    Sgd {
-        /// Momentum factor (0 for none).
-        momentum: f64,
-        /// L2 penalty (0 for none).
-        weight_decay: f32,
-    },
-}
-
-impl Default for OptimizerConfig {
-    fn default() -> Self {
-        OptimizerConfig::AdamW {
-            beta_1: 0.9,
-            beta_2: 0.999,
-            epsilon: 1e-8,
-            weight_decay: 0.01,
-        }
-    }
-}
-
-enum LocalOptimizer<B: AutodiffBackend, M: AutodiffModule<B>> {
-    AdamW(OptimizerAdaptor<AdamW, M, B>),
-    Sgd(OptimizerAdaptor<Sgd<B::InnerBackend>, M, B>),
-}
-
-impl<B: AutodiffBackend, M: AutodiffModule<B>> LocalOptimizer<B, M> {
-    fn new(config: &OptimizerConfig) -> Self {
-        match *config {
-            OptimizerConfig::AdamW {
-                beta_1,
-                beta_2,
-                epsilon,
-                weight_decay,
-            } => Self::AdamW(
-                AdamWConfig::new()
-                    .with_beta_1(beta_1)
-                    .with_beta_2(beta_2)
-                    .with_epsilon(epsilon)
-                    .with_weight_decay(weight_decay)
-                    .init(),
-            ),
-            OptimizerConfig::Sgd {
-                momentum,
-                weight_decay,
-            } => Self::Sgd(
-                SgdConfig::new()
-                    .with_momentum((momentum > 0.0).then(|| {
-                        MomentumConfig::new()
-                            .with_momentum(momentum)
-                            .with_dampening(0.0)
-                    }))
-                    .with_weight_decay(
-                        (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay)),
-                    )
-                    .init(),
-            ),
-        }
-    }
-
-    fn step(&mut self, lr: f64, model: M, grads: GradientsParams) -> M {
-        match self {
-            Self::AdamW(optim) => optim.step(lr, model, grads),
-            Self::Sgd(optim) => optim.step(lr, model, grads),
-        }
-    }
-}
+/// Per client of a round: (train loss, examples, bytes up, bytes down, seconds).
+type Trained = BTreeMap<usize, (f64, usize, usize, usize, f64)>;
 
 /// Settings of a federated simulation. Defaults are the paper's RLAIF-V settings
 /// (5 rounds, 3 local epochs, batch 16, AdamW at lr 1e-6, every client every round).
@@ -188,74 +100,47 @@ impl SimulationConfig {
                 format!("must be in (0, 1], got {}", self.fraction),
             ));
         }
-        if self.local_epochs == 0 {
-            return Err(FedError::config("local_epochs", "must be at least 1"));
+        self.client_config().validate()
+    }
+
+    /// What every client does locally: the local part of these settings.
+    pub fn client_config(&self) -> ClientConfig {
+        ClientConfig {
+            local_epochs: self.local_epochs,
+            batch_size: self.batch_size,
+            micro_batch_size: self.micro_batch_size,
+            eval_batch_size: self.eval_batch_size,
+            lr: self.lr,
+            optimizer: self.optimizer,
+            keep_optimizer_state: self.keep_optimizer_state,
+            seed: self.seed,
         }
-        if self.batch_size == 0 || self.eval_batch_size == 0 {
-            return Err(FedError::config("batch_size", "must be at least 1"));
-        }
-        if self.micro_batch_size == Some(0) {
-            return Err(FedError::config("micro_batch_size", "must be at least 1"));
-        }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(FedError::config(
-                "lr",
-                format!("must be positive, got {}", self.lr),
-            ));
-        }
-        Ok(())
     }
 }
 
-/// One training batch's combined gradient and the sum of its examples' losses.
-struct BatchStep {
-    grads: GradientsParams,
-    loss_sum: f64,
-}
-
-/// Mixes seed components into one 64-bit seed (SplitMix64 finaliser).
-pub(crate) fn mix_seed(parts: &[u64]) -> u64 {
-    parts.iter().fold(0x9E37_79B9_7F4A_7C15u64, |acc, &p| {
-        let mut z = acc ^ p.wrapping_add(0x9E37_79B9_7F4A_7C15).wrapping_add(acc << 6);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    })
-}
-
-/// A client's model between its training sessions: the task model on the inner (non-autodiff)
-/// backend.
-pub type ClientModel<B, T> = <<T as FederatedTask<B>>::Model as AutodiffModule<B>>::InnerModule;
-
-/// Runs federated rounds over the clients of a [`FederatedTask`].
+/// Runs federated rounds over the clients of a [`FederatedTask`] in one process.
 ///
-/// Each client owns a copy of the model (copies share the frozen base weights' buffers, so K
-/// clients cost little more than one model). Clients hold their copy on the inner backend and
-/// only the client being trained is lifted onto the autodiff backend: burn's autodiff graph
-/// scans every tracked tensor alive at each backward pass, so K idle trainable copies would
-/// make every step cost O(K) (measured: 9 ms per step with 2 clients, 23 ms with 10, on the
-/// CIFAR-10 cache). In every round the sampled clients download the
-/// global shared tensors, train locally, and upload their shared tensors; private tensors stay
-/// in the client's copy across rounds, including rounds it sits out. After aggregation every
-/// client is scored with its private tensors and the new global ones.
+/// Each client is a [`ClientRuntime`] owning a copy of the model (copies share the frozen base
+/// weights' buffers, so K clients cost little more than one model); the runtime is the same
+/// one a Flower node drives. In every round the sampled clients download the global shared
+/// tensors, train locally, and upload their shared tensors; private tensors stay in the
+/// client's copy across rounds, including rounds it sits out. After aggregation every client is
+/// scored with its private tensors and the new global ones.
 pub struct Simulation<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> {
     config: SimulationConfig,
     spec: ShareSpec,
     task: T,
     server: Server<S>,
-    clients: Vec<ClientModel<B, T>>,
-    /// Parameters that train under the sharing rule (the inner backend forgets the flag).
-    trainable: HashSet<ParamId>,
-    optimizers: Vec<Option<LocalOptimizer<B, T::Model>>>,
-    /// The round of the global state each client holds (`None`: never received one).
-    synced: Vec<Option<u64>>,
+    clients: Vec<ClientRuntime<B, T::Model>>,
     next_round: u64,
 }
 
 impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
     /// Sets up a simulation with one model per client (built with distinct adapter seeds for
     /// distinct private `A`s). The sharing rule's trainability is applied to every model and the
-    /// initial global state is the first client's shared tensors.
+    /// initial global state is the first client's shared tensors. Under FFA-LoRA, whose `A` is
+    /// frozen and never travels, every client starts from the first client's `A`, so that the
+    /// server averages `B`s that multiply one common `A`.
     pub fn new(
         config: SimulationConfig,
         spec: ShareSpec,
@@ -274,16 +159,22 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
                 format!("{} models for {k} clients", models.len()),
             ));
         }
-        let models: Vec<T::Model> = models
+        let mut clients: Vec<ClientRuntime<B, T::Model>> = models
             .into_iter()
-            .map(|m| apply_sharing(m, spec.sharing))
+            .enumerate()
+            .map(|(i, model)| ClientRuntime::new(i, model, spec.clone()))
             .collect();
-        let initial = collect_shared(&models[0], &spec);
+        let initial = clients[0].shared();
         if initial.tensors.is_empty() {
             return Err(FedError::config(
                 "share spec",
                 "the model shares no tensor (no PersonalizedLora layer, or the rule shares nothing)",
             ));
+        }
+        if let Some(common) = common_frozen_a(&spec, clients[0].model()) {
+            for client in clients.iter_mut().skip(1) {
+                client.overwrite(&common)?;
+            }
         }
         let server = Server::new(initial, strategy)?;
         Ok(Self {
@@ -291,10 +182,7 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
             spec,
             task,
             server,
-            optimizers: (0..k).map(|_| None).collect(),
-            synced: vec![None; k],
-            trainable: trainable_ids(&models),
-            clients: models.iter().map(AutodiffModule::valid).collect(),
+            clients,
             next_round: 1,
         })
     }
@@ -319,20 +207,25 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
         &self.server
     }
 
+    /// Client `k`'s runtime.
+    pub fn client(&self, k: usize) -> Option<&ClientRuntime<B, T::Model>> {
+        self.clients.get(k)
+    }
+
     /// Client `k`'s model as it stands (its private tensors and the last global it received),
     /// on the inner backend, ready for inference.
     pub fn client_model(&self, k: usize) -> Option<&ClientModel<B, T>> {
-        self.clients.get(k)
+        self.clients.get(k).map(ClientRuntime::model)
     }
 
     /// Client `k`'s personalised model: its private tensors with the current global ones, on the
     /// inner backend, ready for inference.
     pub fn personalized_model(&self, k: usize) -> Result<ClientModel<B, T>> {
-        let model = self
+        let client = self
             .clients
             .get(k)
             .ok_or_else(|| FedError::config("client", format!("no client {k}")))?;
-        Ok(apply_payload(model, self.server.global())?)
+        Ok(client.personalized(self.server.global())?)
     }
 
     /// The next round to run (1 for a fresh simulation).
@@ -410,29 +303,33 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
         let download = self.server.global().clone();
         let down_bytes = download.to_bytes(dtype)?;
         let mu = self.server.strategy().proximal_mu();
+        let client_config = self.config.client_config();
 
         let mut updates = Vec::with_capacity(sampled.len());
-        let mut training = std::collections::BTreeMap::new();
+        let mut training = Trained::new();
         for &k in &sampled {
             let t0 = Instant::now();
+            let client = &mut self.clients[k];
             // A client that missed the last broadcast downloads the current global state.
             let mut bytes_down = 0;
-            if self.synced[k] != Some(download.round) {
-                let received = Payload::from_bytes(&down_bytes)?;
-                self.clients[k] = apply_payload(&self.clients[k], &received)?;
-                self.synced[k] = Some(download.round);
+            if client.synced() != Some(download.round) {
+                client.receive(&Payload::from_bytes(&down_bytes)?)?;
                 bytes_down += down_bytes.len();
             }
-            let anchor = mu.map(|mu| (ProxAnchor::new(&download, &self.task.device()), mu));
-            let model = self.trainable_model(k);
-            let (model, loss, examples) = self.train_client(k, round, model, anchor.as_ref())?;
-            let mut update = collect_shared(&model, &self.spec);
-            self.clients[k] = model.valid();
-            update.round = round;
-            update.num_examples = examples as u64;
-            let up_bytes = update.to_bytes(dtype)?;
+            let prox = mu.map(|mu| (&download, mu));
+            let trained = client.train(&self.task, round, &client_config, prox)?;
+            let up_bytes = trained.update.to_bytes(dtype)?;
             let seconds = t0.elapsed().as_secs_f64();
-            training.insert(k, (loss, examples, up_bytes.len(), bytes_down, seconds));
+            training.insert(
+                k,
+                (
+                    trained.train_loss,
+                    trained.examples,
+                    up_bytes.len(),
+                    bytes_down,
+                    seconds,
+                ),
+            );
             // What the server receives is what was sent, decoded and validated.
             let payload = Payload::from_bytes(&up_bytes)?;
             updates.push(ClientUpdate { client: k, payload });
@@ -443,8 +340,7 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
         let broadcast = self.server.global().to_bytes(dtype)?;
         let received = Payload::from_bytes(&broadcast)?;
         for &k in &sampled {
-            self.clients[k] = apply_payload(&self.clients[k], &received)?;
-            self.synced[k] = Some(self.server.global().round);
+            self.clients[k].receive(&received)?;
             if let Some(entry) = training.get_mut(&k) {
                 entry.3 += broadcast.len();
             }
@@ -454,121 +350,12 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
         Ok(report)
     }
 
-    /// Client `k`'s model lifted onto the autodiff backend, with the sharing rule's trainable
-    /// parameters tracking gradients again.
-    fn trainable_model(&self, k: usize) -> T::Model {
-        T::Model::from_inner(self.clients[k].clone()).map(&mut RestoreTrainable {
-            ids: &self.trainable,
-        })
-    }
-
-    fn train_client(
-        &mut self,
-        k: usize,
-        round: u64,
-        mut model: T::Model,
-        anchor: Option<&(ProxAnchor<B>, f64)>,
-    ) -> Result<(T::Model, f64, usize)> {
-        let n = self.task.num_examples(k, Split::Train);
-        let device = self.task.device();
-        B::seed(&device, mix_seed(&[self.config.seed, round, k as u64, 2]));
-        let mut optimizer = match self.optimizers[k].take() {
-            Some(optimizer) if self.config.keep_optimizer_state => optimizer,
-            _ => LocalOptimizer::new(&self.config.optimizer),
-        };
-        let mut loss_sum = 0.0;
-        let mut loss_count = 0usize;
-        let mut order: Vec<usize> = (0..n).collect();
-        for epoch in 0..self.config.local_epochs {
-            let seed = mix_seed(&[self.config.seed, round, k as u64, 3, epoch as u64]);
-            order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-            for batch in order.chunks(self.config.batch_size) {
-                let step = self.batch_gradients(&model, k, round, batch, anchor)?;
-                loss_sum += step.loss_sum;
-                loss_count += batch.len();
-                model = optimizer.step(self.config.lr, model, step.grads);
-            }
-        }
-        if self.config.keep_optimizer_state {
-            self.optimizers[k] = Some(optimizer);
-        }
-        let mean = if loss_count > 0 {
-            loss_sum / loss_count as f64
-        } else {
-            0.0
-        };
-        Ok((model, mean, n))
-    }
-
-    /// The gradient of one training batch, whole or accumulated over micro-batches
-    /// ([`SimulationConfig::micro_batch_size`]), and the sum of its examples' losses.
-    fn batch_gradients(
-        &self,
-        model: &T::Model,
-        k: usize,
-        round: u64,
-        batch: &[usize],
-        anchor: Option<&(ProxAnchor<B>, f64)>,
-    ) -> Result<BatchStep> {
-        let micro = self
-            .config
-            .micro_batch_size
-            .unwrap_or(batch.len())
-            .clamp(1, batch.len().max(1));
-        let parts: Vec<&[usize]> = batch.chunks(micro).collect();
-        // Each part's mean loss counts in proportion to the terms it averages, so that the
-        // accumulated gradient is the whole batch's.
-        let weights = if parts.len() == 1 {
-            vec![1.0]
-        } else {
-            let weights = parts
-                .iter()
-                .map(|part| self.task.loss_weight(k, part))
-                .collect::<Result<Vec<f64>>>()?;
-            let total: f64 = weights.iter().sum();
-            if !(total.is_finite() && total > 0.0) {
-                return Err(FedError::Task(format!(
-                    "client {k} round {round}: loss weights of a batch sum to {total}"
-                )));
-            }
-            weights.into_iter().map(|w| w / total).collect()
-        };
-        let mut accumulator = GradientsAccumulator::<T::Model>::new();
-        let mut loss_sum = 0.0;
-        for (i, (part, weight)) in parts.iter().zip(weights).enumerate() {
-            let mut loss = self.task.loss(model, k, part)?;
-            let value: f64 = loss.clone().into_scalar().elem();
-            if !value.is_finite() {
-                return Err(FedError::Task(format!(
-                    "client {k} round {round}: non-finite training loss {value}"
-                )));
-            }
-            loss_sum += value * part.len() as f64;
-            if weight != 1.0 {
-                loss = loss.mul_scalar(weight);
-            }
-            // The proximal term belongs to the step, not to each micro-batch: added once.
-            if let (Some((anchor, mu)), true) = (anchor, i + 1 == parts.len()) {
-                loss = loss + proximal_term(model, anchor, *mu);
-            }
-            let grads = GradientsParams::from_grads(loss.backward(), model);
-            if parts.len() == 1 {
-                return Ok(BatchStep { grads, loss_sum });
-            }
-            accumulator.accumulate(model, grads);
-        }
-        Ok(BatchStep {
-            grads: accumulator.grads(),
-            loss_sum,
-        })
-    }
-
     fn evaluate_round(
         &self,
         round: u64,
         sampled: &[usize],
-        training: std::collections::BTreeMap<usize, (f64, usize, usize, usize, f64)>,
-        rejected: Vec<super::report::Rejection>,
+        training: Trained,
+        rejected: Vec<Rejection>,
         started: Instant,
     ) -> Result<RoundReport> {
         let every = self.config.global_eval_every;
@@ -576,16 +363,17 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
             && every > 0
             && (round == 0 || round.is_multiple_of(every) || round == self.config.rounds);
         let global = Payload::from_bytes(&self.server.global().to_bytes(self.config.wire_dtype)?)?;
+        let batch = self.config.eval_batch_size;
         let mut clients = Vec::with_capacity(self.clients.len());
-        for (k, model) in self.clients.iter().enumerate() {
+        for (k, client) in self.clients.iter().enumerate() {
             let personal = if round == 0 {
-                model.clone()
+                client.model().clone()
             } else {
-                apply_payload(model, &global)?
+                client.personalized(&global)?
             };
-            let test = self.evaluate_split(&personal, k, Split::Test)?;
+            let test = evaluate_model(&self.task, &personal, k, Split::Test, batch)?;
             let global_test = if has_global {
-                self.evaluate_split(&personal, k, Split::GlobalTest)?
+                evaluate_model(&self.task, &personal, k, Split::GlobalTest, batch)?
             } else {
                 None
             };
@@ -619,47 +407,18 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
         })
     }
 
-    fn evaluate_split(
-        &self,
-        model: &<T::Model as AutodiffModule<B>>::InnerModule,
-        k: usize,
-        split: Split,
-    ) -> Result<Option<ClassificationMetrics>> {
-        let n = self.task.num_examples(k, split);
-        if n == 0 {
-            return Ok(None);
-        }
-        let mut confusion = ConfusionMatrix::new(self.task.num_classes());
-        let (mut loss_sum, mut loss_count) = (0.0, 0usize);
-        let indices: Vec<usize> = (0..n).collect();
-        for batch in indices.chunks(self.config.eval_batch_size) {
-            let out = self.task.evaluate(model, k, split, batch)?;
-            loss_sum += out.loss_sum;
-            loss_count += out.loss_count;
-            for (&p, &t) in out.predictions.iter().zip(&out.targets) {
-                confusion.add(p, t)?;
-            }
-        }
-        Ok(Some(confusion.metrics(loss_sum, loss_count)?))
-    }
-
     /// Saves everything needed to continue after the last completed round: the global state,
     /// every client's adapter matrices and shared extras, and the round counter. Randomness is
     /// derived from `(seed, round, client)`, so a resumed run equals an uninterrupted one
     /// (unless `keep_optimizer_state` is on: optimiser state is not saved).
     pub fn save_checkpoint(&self, dir: impl AsRef<std::path::Path>) -> Result<()> {
-        let clients: Vec<Payload> = self
-            .clients
-            .iter()
-            .map(|m| collect_client_state(m, &self.spec))
-            .collect();
         Checkpoint {
             completed_rounds: self.next_round - 1,
             seed: self.config.seed,
             sharing: self.spec.sharing,
             global: self.server.global().clone(),
-            clients,
-            synced: self.synced.clone(),
+            clients: self.clients.iter().map(ClientRuntime::state).collect(),
+            synced: self.clients.iter().map(ClientRuntime::synced).collect(),
         }
         .save(dir)
     }
@@ -688,46 +447,12 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
                 ),
             ));
         }
-        let mut restored = Vec::with_capacity(self.clients.len());
-        for (model, state) in self.clients.iter().zip(&checkpoint.clients) {
-            restored.push(apply_payload(model, state)?);
-        }
         self.server.set_global(checkpoint.global)?;
-        self.clients = restored;
-        self.optimizers.iter_mut().for_each(|o| *o = None);
-        if checkpoint.synced.len() == self.clients.len() {
-            self.synced = checkpoint.synced;
+        for (k, (client, state)) in self.clients.iter_mut().zip(&checkpoint.clients).enumerate() {
+            let synced = checkpoint.synced.get(k).copied().flatten();
+            client.restore_state(state, synced)?;
         }
         self.next_round = checkpoint.completed_rounds + 1;
         Ok(())
-    }
-}
-
-/// The ids of the parameters that require gradients in any of `models`.
-fn trainable_ids<B: AutodiffBackend, M: Module<B>>(models: &[M]) -> HashSet<ParamId> {
-    struct Trainable<'a>(&'a mut HashSet<ParamId>);
-    impl<B: Backend> ModuleVisitor<B> for Trainable<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-            if param.is_require_grad() {
-                self.0.insert(param.id);
-            }
-        }
-    }
-    let mut ids = HashSet::new();
-    for model in models {
-        model.visit(&mut Trainable(&mut ids));
-    }
-    ids
-}
-
-/// Sets `require_grad` on exactly the parameters in `ids`.
-struct RestoreTrainable<'a> {
-    ids: &'a HashSet<ParamId>,
-}
-
-impl<B: Backend> ModuleMapper<B> for RestoreTrainable<'_> {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        let trainable = self.ids.contains(&param.id);
-        crate::lora::set_trainable(param, trainable)
     }
 }

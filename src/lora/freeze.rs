@@ -3,9 +3,9 @@
 use burn::module::{ModuleMapper, Param};
 use burn::prelude::*;
 
+use super::Sharing;
 use super::layer::set_trainable;
-use super::{AdapterMatrix, Sharing};
-use crate::federated::path::{PathTracker, TensorRole};
+use crate::params::path::{PathTracker, TensorRole};
 
 /// Sets `require_grad` of every adapter matrix of `module` as `sharing` says (FFA-LoRA freezes
 /// `A`); base weights stay frozen. Other parameters of the model are left as they are.
@@ -51,16 +51,6 @@ impl<B: Backend> ModuleMapper<B> for TrainabilityMapper {
         match (self.rule)(self.path.role()) {
             Some(trainable) => set_trainable(param, trainable),
             None => param,
-        }
-    }
-}
-
-impl TensorRole {
-    /// The adapter matrix this role names, if any.
-    pub fn adapter(self) -> Option<AdapterMatrix> {
-        match self {
-            TensorRole::Adapter(m) => Some(m),
-            TensorRole::Other => None,
         }
     }
 }

@@ -18,7 +18,7 @@
 //! [`PersonalizedLora::lora_b`](crate::PersonalizedLora::lora_b): nothing is transposed. Here
 //! `{module}` is `key_prefix` followed by the burn module path of the
 //! [`PersonalizedLora`](crate::PersonalizedLora) (enum variant names left out, see
-//! [`crate::federated::path`]); with the crate's naming rule (burn fields named after the
+//! [`crate::params::path`]); with the crate's naming rule (burn fields named after the
 //! PyTorch attributes) the prefix is all that differs, e.g. `"model.language_model."` for a
 //! BART module whose paths start at `decoder`.
 //!
@@ -95,9 +95,9 @@ use serde_json::{Value, json};
 
 use super::{AdapterMatrix, LoraConfig};
 use crate::error::{FedError, Result};
-use crate::federated::path::TensorRole;
-use crate::federated::payload::{Payload, PayloadError, TensorValues, WireDtype, decode};
-use crate::federated::state::{apply_payload, collect_where};
+use crate::params::path::TensorRole;
+use crate::params::payload::{Payload, PayloadError, TensorValues, WireDtype, decode};
+use crate::params::state::{apply_tensors, collect_where};
 
 /// File name of peft's adapter configuration.
 pub const PEFT_CONFIG_FILE: &str = "adapter_config.json";
@@ -547,7 +547,7 @@ fn config_json(export: &PeftExport, targets: &[&str]) -> Value {
 /// `lora.rank` and its scaling `lora.scaling()` (see the module docs), and every adapter's rank
 /// must be `lora.rank`. The file must hold exactly the module's adapters: both matrices of
 /// every adapter, nothing else. Every replaced tensor keeps its parameter id and its
-/// `require_grad` flag (it goes through [`apply_payload`]); other parameters are not touched.
+/// `require_grad` flag (it goes through [`apply_tensors`]); other parameters are not touched.
 /// Tensors may be stored in F32, F16 or BF16.
 ///
 /// # Errors
@@ -630,5 +630,5 @@ pub fn load_peft_adapter<B: Backend, M: Module<B>>(
     {
         return Err(PayloadError::MissingTensor(key.clone()).into());
     }
-    Ok(apply_payload(module, &payload)?)
+    Ok(apply_tensors(module, &payload)?)
 }

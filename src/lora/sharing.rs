@@ -5,14 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// One of the two low-rank matrices of a [`crate::PersonalizedLora`] layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum AdapterMatrix {
-    /// The down-projection `A` (`[rank, in]`), initialised at random.
-    A,
-    /// The up-projection `B` (`[out, rank]`), initialised at zero.
-    B,
-}
+pub use crate::params::path::AdapterMatrix;
 
 /// What trains and what travels, for every adapter of a model.
 ///

@@ -13,10 +13,10 @@ use super::task::CifarTask;
 use crate::Simulation;
 use crate::data::{Checksum, Cifar10, Downloader, ImageTransform, torch_hub_checkpoints_dir};
 use crate::error::Result;
-use crate::federated::simulation::mix_seed;
 use crate::federated::{RoundReport, ShareSpec, run_in_dir};
 use crate::lora::{Sharing, freeze_all};
 use crate::models::{MobileNetV3, MobileNetV3Arch, MobileNetV3Config};
+use crate::seed::mix_seed;
 
 /// Path prefix of the new task head, trained and shared by FedAvg under every rule.
 pub const HEAD: &str = "classifier.3";

@@ -13,10 +13,10 @@ use super::cache::PrefixCache;
 use super::clients::ClientSplit;
 use crate::data::{Cifar10, ImageTransform, to_tensor_batch};
 use crate::error::Result;
-use crate::federated::simulation::mix_seed;
 use crate::federated::{EvalBatch, FederatedTask, Split, dataset_rows};
 use crate::models::MobileNetV3;
 use crate::models::mobilenet_v3::Dense;
+use crate::seed::mix_seed;
 
 /// Where a batch's inputs come from.
 #[derive(Debug, Clone)]

@@ -14,11 +14,11 @@ use super::data::RlaifData;
 use crate::Simulation;
 use crate::error::{FedError, Result};
 use crate::experiments::vqa::{CacheConfig, FrozenPrefixCache, VqaTask};
-use crate::federated::simulation::mix_seed;
 use crate::federated::{RoundReport, ShareSpec, Split, run_in_dir};
 use crate::lora::{Sharing, freeze_all};
 use crate::models::florence2::processor::Florence2Processor;
 use crate::models::florence2::{Florence2, GenerationConfig};
+use crate::seed::mix_seed;
 
 /// The file of generated answers in a rule's folder.
 pub const ANSWERS_FILE: &str = "answers.jsonl";

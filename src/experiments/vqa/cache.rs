@@ -35,9 +35,9 @@ use rayon::prelude::*;
 
 use super::sample::{VqaBatch, VqaSample};
 use crate::error::{FedError, Result};
-use crate::federated::state::parameter_shapes;
 use crate::models::florence2::{Florence2, LANGUAGE_MODEL_PREFIX};
 use crate::models::{Precision, cast_floats};
+use crate::params::parameter_shapes;
 
 /// Precision of the cached activations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -9,8 +9,8 @@ use super::davit::Davit;
 use super::generate::{GenerationConfig, generate};
 use super::projector::MultiModalProjector;
 use crate::error::{FedError, Result};
-use crate::federated::simulation::mix_seed;
 use crate::lora::LoraConfig;
+use crate::seed::mix_seed;
 
 /// Path prefix of the language model inside [`Florence2`] (adapter targets are given with it:
 /// `language_model.decoder.layers.5.self_attn.q_proj`).

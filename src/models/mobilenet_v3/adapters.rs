@@ -20,8 +20,8 @@ use super::blocks::{BlockLayer, Feature, PointwiseNorm, PointwiseNormAct};
 use super::init::derive_seed;
 use super::model::MobileNetV3;
 use crate::error::Result;
-use crate::federated::path::{PathTracker, TensorRole};
 use crate::lora::{LoraConfig, set_trainable};
+use crate::params::path::{PathTracker, TensorRole};
 
 /// Path prefix of the task head, trainable after [`MobileNetV3::freeze_backbone`].
 pub const HEAD_PREFIX: &str = "classifier.3.";

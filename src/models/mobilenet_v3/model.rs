@@ -145,7 +145,7 @@ impl<B: Backend> MobileNetV3<B> {
     /// model.parameters())`): every parameter except the batch norms' running statistics, which
     /// are buffers in PyTorch. Adapter matrices, if any, are counted.
     pub fn num_parameters(&self) -> usize {
-        crate::federated::state::parameter_shapes::<B, _>(self)
+        crate::params::parameter_shapes::<B, _>(self)
             .iter()
             .filter(|(path, _)| {
                 !(path.ends_with(".running_mean") || path.ends_with(".running_var"))

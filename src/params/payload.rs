@@ -85,6 +85,15 @@ pub enum PayloadError {
     /// An expected tensor is absent.
     #[error("missing tensor `{0}`")]
     MissingTensor(String),
+    /// A received tensor is one the sharing rule does not share (a private adapter matrix or a
+    /// frozen weight).
+    #[error("tensor `{name}` is not shared under {rule}: refused")]
+    NotShared {
+        /// The tensor's name.
+        name: String,
+        /// The sharing rule in force.
+        rule: String,
+    },
 }
 
 /// The precision tensors travel in.

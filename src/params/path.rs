@@ -1,6 +1,16 @@
-//! Module paths: the names under which tensors travel (`layers.3.q_proj.lora_b`).
+//! Module paths: the names under which tensors travel (`layers.3.q_proj.lora_b`), and what
+//! a parameter at a path is ([`TensorRole`]).
 
-use crate::lora::AdapterMatrix;
+use serde::{Deserialize, Serialize};
+
+/// One of the two low-rank matrices of a [`crate::PersonalizedLora`] layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AdapterMatrix {
+    /// The down-projection `A` (`[rank, in]`), initialised at random.
+    A,
+    /// The up-projection `B` (`[out, rank]`), initialised at zero.
+    B,
+}
 
 /// The container type burn's module derive reports for [`crate::PersonalizedLora`].
 const ADAPTER_CONTAINER: &str = "Struct:PersonalizedLora";
@@ -12,6 +22,16 @@ pub enum TensorRole {
     Adapter(AdapterMatrix),
     /// Anything else (base weights, heads, norms...).
     Other,
+}
+
+impl TensorRole {
+    /// The adapter matrix this role names, if any.
+    pub fn adapter(self) -> Option<AdapterMatrix> {
+        match self {
+            TensorRole::Adapter(m) => Some(m),
+            TensorRole::Other => None,
+        }
+    }
 }
 
 /// Follows burn's `enter_module` / `exit_module` calls to know the current parameter's path and

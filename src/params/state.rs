@@ -1,76 +1,15 @@
-//! Reading the federated state out of any burn module and writing a received one back.
+//! Named tensors read out of any burn module ([`collect_where`]) and written back into one
+//! ([`apply_tensors`]), by module path. No sharing rule here: [`crate::lora::apply_payload`]
+//! is the receiving side that enforces one.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use burn::module::{ModuleMapper, ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use serde::{Deserialize, Serialize};
 
 use super::path::{PathTracker, TensorRole};
 use super::payload::{Payload, PayloadError, TensorValues};
-use crate::lora::Sharing;
-
-/// Which tensors of a model travel: the adapters' matrices as the [`Sharing`] rule says, plus
-/// any other parameter whose path starts with one of `also_shared` (for example a new
-/// classification head that every client trains and averages).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct ShareSpec {
-    /// The adapter sharing rule.
-    pub sharing: Sharing,
-    /// Path prefixes (`"head"`, `"classifier.3"`) of non-adapter parameters that are shared.
-    pub also_shared: Vec<String>,
-}
-
-impl ShareSpec {
-    /// Shares only what `sharing` says of the adapters.
-    pub fn new(sharing: Sharing) -> Self {
-        Self {
-            sharing,
-            also_shared: Vec::new(),
-        }
-    }
-
-    /// Adds a path prefix of non-adapter parameters to share.
-    pub fn also_share(mut self, prefix: impl Into<String>) -> Self {
-        self.also_shared.push(prefix.into());
-        self
-    }
-
-    /// Whether the parameter at `path` with `role` travels.
-    pub fn is_shared(&self, path: &str, role: TensorRole) -> bool {
-        match role {
-            TensorRole::Adapter(matrix) => self.sharing.shares(matrix),
-            TensorRole::Other => self.matches_extra(path),
-        }
-    }
-
-    /// Whether the parameter is part of a client's federated state at all: every adapter matrix
-    /// and every shared extra parameter. What a checkpoint of a client saves.
-    pub fn is_client_state(&self, path: &str, role: TensorRole) -> bool {
-        matches!(role, TensorRole::Adapter(_)) || self.matches_extra(path)
-    }
-
-    fn matches_extra(&self, path: &str) -> bool {
-        self.also_shared.iter().any(|prefix| {
-            path == prefix
-                || (path.starts_with(prefix.as_str())
-                    && path.as_bytes().get(prefix.len()) == Some(&b'.'))
-        })
-    }
-}
-
-/// Collects the tensors `spec` shares from `module` (keyed by module path) into a payload.
-/// Private tensors never enter it.
-pub fn collect_shared<B: Backend, M: Module<B>>(module: &M, spec: &ShareSpec) -> Payload {
-    collect_where(module, |path, role| spec.is_shared(path, role))
-}
-
-/// Collects every adapter matrix and every shared extra parameter: a client's whole federated
-/// state, shared and private (used by checkpoints).
-pub fn collect_client_state<B: Backend, M: Module<B>>(module: &M, spec: &ShareSpec) -> Payload {
-    collect_where(module, |path, role| spec.is_client_state(path, role))
-}
 
 /// Collects the float parameters for which `keep(path, role)` holds.
 pub fn collect_where<B: Backend, M: Module<B>>(
@@ -147,7 +86,9 @@ pub fn parameter_shapes<B: Backend, M: Module<B>>(module: &M) -> BTreeMap<String
     shapes.shapes
 }
 
-/// Returns a copy of `module` with the payload's tensors written at their paths; `module`
+/// Returns a copy of `module` with the payload's tensors written at their paths, whatever
+/// they are (private adapter matrices and frozen weights included: use it to restore a
+/// client's own saved state, not to receive a server's payload); `module`
 /// itself is left untouched (copies share the buffers of every tensor not replaced, so this is
 /// cheap).
 ///
@@ -155,7 +96,7 @@ pub fn parameter_shapes<B: Backend, M: Module<B>>(module: &M) -> BTreeMap<String
 /// an optimiser kept across rounds still finds its state (Adam's moments) under the same ids,
 /// and trainable tensors stay trainable. The payload is checked first: every name must exist in
 /// the module with the same shape and every value must be finite, otherwise nothing is written.
-pub fn apply_payload<B: Backend, M: Module<B>>(
+pub fn apply_tensors<B: Backend, M: Module<B>>(
     module: &M,
     payload: &Payload,
 ) -> Result<M, PayloadError> {

@@ -1,0 +1,1 @@
+"""The server side of a fedvlm federation on Flower 1.42."""
