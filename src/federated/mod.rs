@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod client;
 pub mod client_state;
 pub mod export;
+pub mod federation;
 mod optimizer;
 pub mod prox;
 pub mod report;
@@ -29,6 +30,7 @@ pub use client::{
 };
 pub use client_state::{ClientStateDir, SavedClientState};
 pub use export::{LabelledRun, write_csv, write_svg_chart};
+pub use federation::Federation;
 pub use prox::{ProxAnchor, proximal_term};
 pub use report::{ClientRoundReport, JsonlWriter, RoundReport};
 pub use run_dir::{CHECKPOINT_DIR, METRICS_FILE, SETTINGS_FILE, run_in_dir};

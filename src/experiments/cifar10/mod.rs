@@ -20,7 +20,7 @@ pub use cache::PrefixCache;
 pub use clients::ClientSplit;
 pub use config::{Cifar10Config, StrategyKind};
 pub use pipeline::{
-    HEAD, RuleRun, RunInputs, build_cache, build_client_models, load_backbone, run_rule,
-    torchvision_weights,
+    HEAD, RuleRun, RunInputs, build_cache, build_client_models, federation, load_backbone,
+    run_rule, torchvision_weights,
 };
 pub use task::CifarTask;

@@ -13,7 +13,7 @@ use super::task::CifarTask;
 use crate::Simulation;
 use crate::data::{Checksum, Cifar10, Downloader, ImageTransform, torch_hub_checkpoints_dir};
 use crate::error::Result;
-use crate::federated::{RoundReport, ShareSpec, run_in_dir};
+use crate::federated::{Federation, RoundReport, ShareSpec, run_in_dir};
 use crate::lora::{Sharing, freeze_all};
 use crate::models::{MobileNetV3, MobileNetV3Arch, MobileNetV3Config};
 use crate::seed::mix_seed;
@@ -131,12 +131,13 @@ pub fn build_cache<B: Backend>(
     )
 }
 
-/// Runs the experiment under one sharing rule, writing `metrics.jsonl` and a checkpoint after
-/// every round into `out_dir/<rule>/` and, with `resume`, continuing from that checkpoint.
-pub fn run_rule<B: AutodiffBackend>(
+/// The federation of one sharing rule: the task (cached or not), one model per client and
+/// what is shared (the adapters as the rule says, and the new head under every rule). What
+/// [`run_rule`] simulates, and what a Flower node takes one client of.
+pub fn federation<B: AutodiffBackend>(
     inputs: &RunInputs<'_, B>,
     sharing: Sharing,
-) -> Result<RuleRun> {
+) -> Result<Federation<B, CifarTask<B>>> {
     let config = inputs.config;
     config.validate()?;
     let task = match &inputs.cache {
@@ -156,14 +157,28 @@ pub fn run_rule<B: AutodiffBackend>(
             &inputs.device,
         ),
     };
-    let models = build_client_models(inputs.backbone, config)?;
-    let spec = ShareSpec::new(sharing).also_share(HEAD);
-    let mut sim = Simulation::new(
-        config.simulation(inputs.progress),
-        spec,
+    Ok(Federation {
         task,
+        models: build_client_models(inputs.backbone, config)?,
+        spec: ShareSpec::new(sharing).also_share(HEAD),
+        config: config.simulation(inputs.progress),
+    })
+}
+
+/// Runs the experiment under one sharing rule, writing `metrics.jsonl` and a checkpoint after
+/// every round into `out_dir/<rule>/` and, with `resume`, continuing from that checkpoint.
+pub fn run_rule<B: AutodiffBackend>(
+    inputs: &RunInputs<'_, B>,
+    sharing: Sharing,
+) -> Result<RuleRun> {
+    let config = inputs.config;
+    let federation = federation(inputs, sharing)?;
+    let mut sim = Simulation::new(
+        federation.config,
+        federation.spec,
+        federation.task,
         config.build_strategy(),
-        models,
+        federation.models,
     )?;
 
     let Some(out_dir) = inputs.out_dir else {

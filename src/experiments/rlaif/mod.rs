@@ -16,5 +16,5 @@ pub use config::RlaifConfig;
 pub use data::{RlaifData, SampleText};
 pub use pipeline::{
     ANSWERS_FILE, GeneratedAnswer, RuleRun, RunInputs, build_cache, build_client_models,
-    freeze_base, run_rule,
+    federation, freeze_base, run_rule,
 };

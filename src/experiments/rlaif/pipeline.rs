@@ -14,7 +14,7 @@ use super::data::RlaifData;
 use crate::Simulation;
 use crate::error::{FedError, Result};
 use crate::experiments::vqa::{CacheConfig, FrozenPrefixCache, VqaTask};
-use crate::federated::{RoundReport, ShareSpec, Split, run_in_dir};
+use crate::federated::{Federation, RoundReport, ShareSpec, Split, run_in_dir};
 use crate::lora::{Sharing, freeze_all};
 use crate::models::florence2::processor::Florence2Processor;
 use crate::models::florence2::{Florence2, GenerationConfig};
@@ -127,20 +127,13 @@ pub struct RunInputs<'a, B: Backend> {
     pub device: B::Device,
 }
 
-/// Runs the experiment under one sharing rule, writing `metrics.jsonl` and a checkpoint after
-/// every round into `out_dir/<run>/` (see [`RlaifConfig::run_name`]) and, with `resume`,
-/// continuing from that checkpoint. Round 0 scores the clients before fine-tuning. After the
-/// last round, each trainer's personalised model answers its first
-/// [`RlaifConfig::answers_per_client`] test samples (written to [`ANSWERS_FILE`]).
-///
-/// # Errors
-/// [`FedError::InvalidConfig`] for invalid settings, a resume with other settings, or no
-/// cache for data whose pixels were dropped ([`RlaifData::drop_cached_pixels`]); the
-/// simulation's, the model's and I/O errors.
-pub fn run_rule<B: AutodiffBackend>(
+/// The federation of one sharing rule: the VQA task (with the frozen-prefix cache when one
+/// was built), one model per trainer and what is shared. What [`run_rule`] simulates, and what
+/// a Flower node takes one client of.
+pub fn federation<B: AutodiffBackend>(
     inputs: &RunInputs<'_, B>,
     sharing: Sharing,
-) -> Result<RuleRun> {
+) -> Result<Federation<B, VqaTask<B>>> {
     let config = inputs.config;
     config.validate()?;
     let data = &inputs.data;
@@ -165,13 +158,36 @@ pub fn run_rule<B: AutodiffBackend>(
         }
         None => {}
     }
-    let models = build_client_models(inputs.base, config, sharing, data.num_trainers())?;
-    let mut sim = Simulation::new(
-        config.simulation(inputs.progress),
-        ShareSpec::new(sharing),
+    Ok(Federation {
         task,
+        models: build_client_models(inputs.base, config, sharing, data.num_trainers())?,
+        spec: ShareSpec::new(sharing),
+        config: config.simulation(inputs.progress),
+    })
+}
+
+/// Runs the experiment under one sharing rule, writing `metrics.jsonl` and a checkpoint after
+/// every round into `out_dir/<run>/` (see [`RlaifConfig::run_name`]) and, with `resume`,
+/// continuing from that checkpoint. Round 0 scores the clients before fine-tuning. After the
+/// last round, each trainer's personalised model answers its first
+/// [`RlaifConfig::answers_per_client`] test samples (written to [`ANSWERS_FILE`]).
+///
+/// # Errors
+/// [`FedError::InvalidConfig`] for invalid settings, a resume with other settings, or no
+/// cache for data whose pixels were dropped ([`RlaifData::drop_cached_pixels`]); the
+/// simulation's, the model's and I/O errors.
+pub fn run_rule<B: AutodiffBackend>(
+    inputs: &RunInputs<'_, B>,
+    sharing: Sharing,
+) -> Result<RuleRun> {
+    let config = inputs.config;
+    let federation = federation(inputs, sharing)?;
+    let mut sim = Simulation::new(
+        federation.config,
+        federation.spec,
+        federation.task,
         config.build_strategy(),
-        models,
+        federation.models,
     )?;
     let name = config.run_name(sharing);
 
