@@ -43,6 +43,8 @@ pub mod data;
 pub mod error;
 pub mod experiments;
 pub mod federated;
+#[cfg(feature = "flower")]
+pub mod flower;
 pub mod lora;
 pub mod metrics;
 pub mod models;

@@ -1,0 +1,36 @@
+//! A native Flower 1.42 SuperNode: the Fleet API (protobuf over HTTP) without Python.
+//!
+//! [`FlowerNode`] registers with a Flower SuperLink, pulls instructions, hands each one to a
+//! [`NodeHandler`] and pushes the reply, speaking the protocol a stock `flower-supernode` speaks.
+//! Below it:
+//! * [`records`]: Flower's records (`RecordDict`, `ArrayRecord`, `ConfigRecord`, `MetricRecord`).
+//! * [`npy`]: the `.npy` files arrays travel as.
+//! * [`objects`]: the content-addressed objects a message is split into, with their ids.
+//! * [`fleet`]: the HTTP client (one call per RPC, signed headers, retries).
+//! * [`auth`]: the node's ECDSA P-384 key and request signatures.
+//! * [`node`]: the node's life (register, activate, heartbeat, poll loop, shutdown).
+//! * [`signals`]: SIGINT/SIGTERM to a stop flag.
+//! * [`proto`]: the generated protobuf types.
+
+pub mod auth;
+pub mod error;
+pub mod fleet;
+mod message;
+pub mod node;
+pub mod npy;
+pub mod objects;
+pub mod proto;
+pub mod records;
+pub mod signals;
+
+pub use error::FlowerError;
+pub use node::{
+    FlowerNode, Instruction, MessageStats, NodeConfig, NodeHandler, ReplyError, Transport,
+    error_code,
+};
+pub use npy::{decode_npy, encode_npy};
+pub use objects::{CHUNK_SIZE, EncodedMessage, decode_message_content, encode_reply, object_id};
+pub use records::{
+    ArrayRecord, ConfigRecord, MetricRecord, NdArray, NpyDtype, Record, RecordDict, Value,
+};
+pub use signals::stop_on_signals;
