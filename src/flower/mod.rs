@@ -2,7 +2,9 @@
 //!
 //! [`FlowerNode`] registers with a Flower SuperLink, pulls instructions, hands each one to a
 //! [`NodeHandler`] and pushes the reply, speaking the protocol a stock `flower-supernode` speaks.
-//! Below it:
+//! [`NodeApp`] is the handler that runs a fedvlm client (the same [`crate::federated::ClientRuntime`]
+//! the in-process simulation runs) behind the node, with Flower's record keys
+//! ([`client_app::keys`]). Below it:
 //! * [`records`]: Flower's records (`RecordDict`, `ArrayRecord`, `ConfigRecord`, `MetricRecord`).
 //! * [`npy`]: the `.npy` files arrays travel as.
 //! * [`objects`]: the content-addressed objects a message is split into, with their ids.
@@ -10,25 +12,30 @@
 //! * [`auth`]: the node's ECDSA P-384 key and request signatures.
 //! * [`node`]: the node's life (register, activate, heartbeat, poll loop, shutdown).
 //! * [`signals`]: SIGINT/SIGTERM to a stop flag.
+//! * [`npz`]: `.npz` files of initial arrays for a ServerApp.
 //! * [`proto`]: the generated protobuf types.
 
 pub mod auth;
+pub mod client_app;
 pub mod error;
 pub mod fleet;
 mod message;
 pub mod node;
 pub mod npy;
+pub mod npz;
 pub mod objects;
 pub mod proto;
 pub mod records;
 pub mod signals;
 
+pub use client_app::{NodeApp, NodeReport};
 pub use error::FlowerError;
 pub use node::{
     FlowerNode, Instruction, MessageStats, NodeConfig, NodeHandler, ReplyError, Transport,
     error_code,
 };
 pub use npy::{decode_npy, encode_npy};
+pub use npz::encode_npz;
 pub use objects::{CHUNK_SIZE, EncodedMessage, decode_message_content, encode_reply, object_id};
 pub use records::{
     ArrayRecord, ConfigRecord, MetricRecord, NdArray, NpyDtype, Record, RecordDict, Value,
