@@ -16,6 +16,8 @@
 //! * [`strategy`]: server-side aggregation.
 //! * [`partition`]: splitting a dataset over clients.
 //! * [`metrics`]: accuracy, macro precision/recall/F1, loss.
+//! * [`privacy`]: differential-privacy accounting (an RDP accountant matching Opacus 1.6, and the
+//!   noise multiplier for a target epsilon).
 //!
 //! ```
 //! use burn::backend::{Autodiff, Flex};
@@ -45,6 +47,7 @@ pub mod lora;
 pub mod metrics;
 pub mod models;
 pub mod partition;
+pub mod privacy;
 pub mod strategy;
 pub mod synthetic;
 
