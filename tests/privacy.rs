@@ -151,6 +151,9 @@ fn multi_phase_histories_match_opacus() {
             .collect();
         assert_eq!(got_history, want_history);
         assert_eq!(accountant.len(), want_history.len());
+        let json = serde_json::to_string(&accountant).expect("serialises");
+        let back: RdpAccountant = serde_json::from_str(&json).expect("round trip");
+        assert_eq!(back, accountant);
 
         let total_steps: u64 = accountant.history().iter().map(|p| p.2).sum();
         let abs_tol = RDP_ABS_TOL_PER_STEP * total_steps as f64;

@@ -1,6 +1,8 @@
 //! The RDP accountant: a history of `(noise_multiplier, sample_rate, steps)` phases and its
 //! privacy spent, as Opacus 1.6's `RDPAccountant` keeps and computes them.
 
+use serde::{Deserialize, Serialize};
+
 use super::check::{check_delta, check_noise_multiplier, check_sample_rate};
 use super::rdp::{compute_rdp, privacy_spent};
 use crate::Result;
@@ -44,7 +46,11 @@ const fn default_orders() -> [f64; DEFAULT_ORDER_COUNT] {
 /// assert!((epsilon - accountant.epsilon(1e-5)).abs() == 0.0);
 /// assert!(epsilon > 0.5 && epsilon < 2.0 && order > 1.0);
 /// ```
-#[derive(Debug, Clone, Default, PartialEq)]
+///
+/// It serialises (serde) as `{"history": [[noise_multiplier, sample_rate, steps], ...]}`, like
+/// Opacus's `state_dict()["history"]`, so a run's privacy spent survives a checkpoint. A
+/// deserialised history is not validated; [`Self::try_epsilon`] checks it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RdpAccountant {
     history: Vec<(f64, f64, u64)>,
 }
