@@ -17,7 +17,10 @@
 //!   task trait, the simulation, reports and checkpoints.
 //! * [`strategy`]: server-side aggregation.
 //! * [`partition`]: splitting a dataset over clients.
+//! * [`flower`] (feature `flower`, on by default): a native Flower SuperNode running a client.
 //! * [`metrics`]: accuracy, macro precision/recall/F1, loss.
+//! * [`privacy`]: differential-privacy accounting (an RDP accountant matching Opacus 1.6, and the
+//!   noise multiplier for a target epsilon).
 //!
 //! ```
 //! use burn::backend::{Autodiff, Flex};
@@ -50,6 +53,7 @@ pub mod metrics;
 pub mod models;
 pub mod params;
 pub mod partition;
+pub mod privacy;
 pub mod seed;
 pub mod strategy;
 pub mod synthetic;
