@@ -8,10 +8,10 @@
 //! # the initial global tensors for the ServerApp (payload names, float32), then exit:
 //! cargo run --release --example flower_node -- --task synthetic --num-partitions 3 --export-initial init.npz
 //! # one node (partition 0 of 3) against a SuperLink started with --insecure:
-//! cargo run --release --example flower_node -- --superlink 127.0.0.1:9092 --insecure \
+//! cargo run --release --example flower_node -- --superlink 127.0.0.1:8000 --insecure \
 //!     --task synthetic --partition-id 0 --num-partitions 3 --state-dir runs/node0
 //! # the paper's experiments, one node per machine: the flags of their examples follow --task
-//! cargo run --release --example flower_node -- --superlink HOST:9092 --root-certificates ca.pem \
+//! cargo run --release --example flower_node -- --superlink HOST:8000 --root-certificates ca.pem \
 //!     --auth-key node.key --task cifar10 --partition-id 3 --num-partitions 40 --quick
 //! ```
 //!
