@@ -28,6 +28,12 @@ const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 /// The longest wait between two retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
+/// The Flower release this node speaks: it announces itself as this version of Flower's
+/// SuperNode (`flwr-package-name`, `flwr-package-version`, `flwr-component-name` headers), so a
+/// SuperLink of another major.minor release refuses it at once with a version-mismatch error
+/// instead of failing later on a protocol difference.
+pub const FLOWER_VERSION: &str = "1.42.0";
+
 /// A signed Fleet API client (cheap to clone: clones share connections).
 #[derive(Clone)]
 pub struct FleetClient {
@@ -36,6 +42,7 @@ pub struct FleetClient {
     key: NodeKey,
     max_retries: u32,
     backoff: Duration,
+    flower_version: String,
 }
 
 /// A decoded response and the bytes that went over the wire for it.
@@ -97,6 +104,7 @@ impl FleetClient {
             key,
             max_retries,
             backoff,
+            flower_version: FLOWER_VERSION.to_string(),
         })
     }
 
@@ -104,6 +112,15 @@ impl FleetClient {
     pub fn with_max_retries(&self, max_retries: u32) -> Self {
         Self {
             max_retries,
+            ..self.clone()
+        }
+    }
+
+    /// The same client announcing another Flower version (tests of the SuperLink's version
+    /// check; a real node keeps [`FLOWER_VERSION`]).
+    pub fn with_flower_version(&self, version: impl Into<String>) -> Self {
+        Self {
+            flower_version: version.into(),
             ..self.clone()
         }
     }
@@ -164,7 +181,10 @@ impl FleetClient {
             .agent
             .post(format!("{}{rpc}", self.base))
             .header("content-type", "application/protobuf")
-            .header("accept", "application/protobuf");
+            .header("accept", "application/protobuf")
+            .header("flwr-package-name", "flwr")
+            .header("flwr-package-version", self.flower_version.as_str())
+            .header("flwr-component-name", "SuperNode");
         for (name, value) in &headers {
             request = request.header(*name, value.as_str());
         }

@@ -132,6 +132,9 @@ pub struct NodeConfig {
     pub request_timeout: Duration,
     /// Print one line per handled message on stderr (errors are always printed).
     pub log_messages: bool,
+    /// The Flower version the node announces ([`super::fleet::FLOWER_VERSION`]); a SuperLink
+    /// of another major.minor release refuses the node.
+    pub flower_version: String,
 }
 
 impl NodeConfig {
@@ -147,6 +150,7 @@ impl NodeConfig {
             retry_backoff: Duration::from_millis(500),
             request_timeout: Duration::from_secs(60),
             log_messages: true,
+            flower_version: super::fleet::FLOWER_VERSION.to_string(),
         }
     }
 }
@@ -179,7 +183,8 @@ impl FlowerNode {
             config.request_timeout,
             config.max_retries,
             config.retry_backoff,
-        )?;
+        )?
+        .with_flower_version(config.flower_version.clone());
         let public_key = client.key().public_key_pem().as_bytes().to_vec();
         let self_registered = config.auth_key.is_none();
         if self_registered {
