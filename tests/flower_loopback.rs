@@ -3,6 +3,8 @@
 //! ServerApp in `tests/fixtures/flower/app/`: 2 rounds of stock FedAvg, then error replies.
 #![cfg(all(feature = "flower", unix))]
 
+#[path = "flower_loopback/fake_link.rs"]
+mod fake_link;
 #[path = "common/flower.rs"]
 mod flower_common;
 
