@@ -55,10 +55,10 @@ fn connection(stream: TcpStream, script: Arc<Mutex<impl FnMut(&str, &[u8]) -> An
             if header.trim().is_empty() {
                 break;
             }
-            if let Some((k, v)) = header.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse().unwrap();
-                }
+            if let Some((k, v)) = header.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse().unwrap();
             }
         }
         let mut body = vec![0; length];
