@@ -161,6 +161,12 @@ fn retries_expired_instructions_bad_objects_and_leaving() {
                     ..Default::default()
                 }),
             }),
+            // The first object asked for is not available yet: the node must ask again.
+            "pull-object" if n == 1 => ok(proto::PullObjectResponse {
+                object_found: true,
+                object_available: false,
+                object_content: vec![],
+            }),
             "pull-object" => {
                 let req = proto::PullObjectRequest::decode(body).unwrap();
                 let mut content = objects.get(&req.object_id).cloned().unwrap_or_default();
@@ -213,6 +219,8 @@ fn retries_expired_instructions_bad_objects_and_leaving() {
         "a dropped connection, then 200: {log:?}"
     );
     assert_eq!(count("get-run"), 1, "once per run: {log:?}");
+    // 5 objects of the expired message (one asked twice), 2 of the fresh one (the 2nd is bad).
+    assert_eq!(count("pull-object"), 5 + 1 + 2, "{log:?}");
     assert_eq!(
         count("confirm-message-received"),
         1,
