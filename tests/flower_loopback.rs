@@ -3,17 +3,20 @@
 //! ServerApp in `tests/fixtures/flower/app/`: 2 rounds of stock FedAvg, then error replies.
 #![cfg(all(feature = "flower", unix))]
 
+#[path = "flower_loopback/fake_link.rs"]
+mod fake_link;
 #[path = "common/flower.rs"]
 mod flower_common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use fedvlm::flower::{
-    ArrayRecord, FlowerNode, Instruction, MessageStats, MetricRecord, NdArray, NodeConfig,
-    NodeHandler, RecordDict, ReplyError, Value,
+    ArrayRecord, FlowerError, FlowerNode, Instruction, MessageStats, MetricRecord, NdArray,
+    NodeConfig, NodeHandler, RecordDict, ReplyError, Transport, Value,
 };
 use flower_common::{
     Processes, flwr_venv, free_port, venv_command, wait_for_port, write_flwr_home,
@@ -87,89 +90,184 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-#[test]
-fn two_rust_nodes_run_stock_fedavg_and_send_error_replies() {
-    let venv = flwr_venv();
-    let work = tempfile::tempdir().unwrap();
-    let home = work.path().join("flwrhome");
-    let port = free_port();
-    write_flwr_home(&home, port, None);
-    let app = work.path().join("app");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/flower/app"),
-        &app,
-    );
+/// A SuperLink on a free loopback port, with its work dir, FLWR_HOME and processes.
+struct Federation {
+    venv: PathBuf,
+    work: tempfile::TempDir,
+    home: PathBuf,
+    port: u16,
+    procs: Processes,
+    /// `ca.crt` when the SuperLink runs TLS with node authentication.
+    ca: Option<PathBuf>,
+}
 
-    let mut procs = Processes::default();
-    let mut superlink = venv_command(&venv, "flower-superlink", &home);
-    superlink
-        .args([
-            "--insecure",
-            "--disable-runtime-dependency-installation",
-            "--port",
-        ])
-        .arg(port.to_string())
-        .current_dir(work.path());
-    procs.spawn("superlink", superlink, &work.path().join("superlink.log"));
-    wait_for_port(port, Duration::from_secs(60));
+impl Federation {
+    /// Starts `flower-superlink`; with `tls`, with a fresh CA and server certificate and
+    /// `--enable-supernode-auth`.
+    fn start(tls: bool) -> Self {
+        let venv = flwr_venv();
+        let work = tempfile::tempdir().unwrap();
+        let home = work.path().join("flwrhome");
+        let port = free_port();
+        let ca = tls.then(|| {
+            let dir = work.path().join("tls");
+            let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/flower/make_tls_material.py");
+            let status = Command::new(venv.join("bin/python"))
+                .arg(script)
+                .arg(&dir)
+                .status()
+                .unwrap();
+            assert!(status.success(), "make_tls_material.py");
+            dir.join("ca.crt")
+        });
+        write_flwr_home(&home, port, ca.as_deref());
+        let mut procs = Processes::default();
+        let mut superlink = venv_command(&venv, "flower-superlink", &home);
+        superlink
+            .args(["--disable-runtime-dependency-installation", "--port"])
+            .arg(port.to_string());
+        match &ca {
+            None => {
+                superlink.arg("--insecure");
+            }
+            Some(ca) => {
+                let dir = ca.parent().unwrap();
+                superlink
+                    .arg("--ssl-ca-certfile")
+                    .arg(ca)
+                    .arg("--ssl-certfile")
+                    .arg(dir.join("server.pem"))
+                    .arg("--ssl-keyfile")
+                    .arg(dir.join("server.key"))
+                    .arg("--enable-supernode-auth");
+            }
+        }
+        superlink.current_dir(work.path());
+        procs.spawn("superlink", superlink, &work.path().join("superlink.log"));
+        wait_for_port(port, Duration::from_secs(60));
+        Self {
+            venv,
+            work,
+            home,
+            port,
+            procs,
+            ca,
+        }
+    }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let nodes: Vec<_> = (0..2)
-        .map(|partition| {
-            let (stop, ready) = (Arc::clone(&stop), ready_tx.clone());
-            std::thread::spawn(move || -> Result<Vec<MessageStats>, String> {
-                let mut config = NodeConfig::insecure(format!("127.0.0.1:{port}"));
-                config.poll_interval = Duration::from_millis(200);
-                config.request_timeout = Duration::from_secs(30);
-                let mut node = FlowerNode::connect(config).map_err(|e| e.to_string())?;
-                ready.send(node.node_id()).unwrap();
-                let mut toy = Toy {
-                    partition,
-                    stats: Vec::new(),
-                };
-                node.run(&mut toy, &stop).map_err(|e| e.to_string())?;
-                node.shutdown().map_err(|e| e.to_string())?;
-                Ok(toy.stats)
+    /// A node config for this SuperLink.
+    fn node_config(&self, auth_key: Option<PathBuf>) -> NodeConfig {
+        let mut config = NodeConfig::insecure(format!("127.0.0.1:{}", self.port));
+        if let Some(ca) = &self.ca {
+            config.transport = Transport::Tls {
+                root_certificates: ca.clone(),
+            };
+        }
+        config.auth_key = auth_key;
+        config.poll_interval = Duration::from_millis(200);
+        config.request_timeout = Duration::from_secs(30);
+        config
+    }
+
+    /// `flwr supernode register KEY.pub ci`.
+    fn register(&self, public_key: &Path) {
+        let output = venv_command(&self.venv, "flwr", &self.home)
+            .args(["supernode", "register"])
+            .arg(public_key)
+            .arg("ci")
+            .current_dir(self.work.path())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "flwr supernode register: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+
+    /// Runs two Rust nodes (partitions 0 and 1) in threads and `flwr run` of the loopback app;
+    /// checks the ServerApp's results and returns each node's message stats.
+    fn run_app(&mut self, configs: [NodeConfig; 2]) -> Vec<Vec<MessageStats>> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let nodes: Vec<_> = configs
+            .into_iter()
+            .enumerate()
+            .map(|(partition, config)| {
+                let (stop, ready) = (Arc::clone(&stop), ready_tx.clone());
+                std::thread::spawn(move || -> Result<Vec<MessageStats>, String> {
+                    let mut node = FlowerNode::connect(config).map_err(|e| e.to_string())?;
+                    ready.send(node.node_id()).unwrap();
+                    let mut toy = Toy {
+                        partition,
+                        stats: Vec::new(),
+                    };
+                    node.run(&mut toy, &stop).map_err(|e| e.to_string())?;
+                    node.shutdown().map_err(|e| e.to_string())?;
+                    Ok(toy.stats)
+                })
             })
-        })
-        .collect();
-    drop(ready_tx);
-    let ids: Vec<u64> = (0..2)
-        .map(|_| {
-            ready_rx
-                .recv_timeout(Duration::from_secs(60))
-                .expect("both nodes connect")
-        })
-        .collect();
-    assert_ne!(ids[0], ids[1]);
+            .collect();
+        drop(ready_tx);
+        let ids: Vec<u64> = (0..2)
+            .filter_map(|_| ready_rx.recv_timeout(Duration::from_secs(60)).ok())
+            .collect();
+        if ids.len() < 2 {
+            stop.store(true, Ordering::Relaxed);
+            let errors: Vec<String> = nodes
+                .into_iter()
+                .map(|n| format!("{:?}", n.join().map(|r| r.err())))
+                .collect();
+            panic!("nodes did not connect: {errors:?}");
+        }
+        assert_ne!(ids[0], ids[1]);
 
-    let mut run = venv_command(&venv, "flwr", &home);
-    run.arg("run")
-        .arg(&app)
-        .args(["ci", "--stream"])
-        .current_dir(work.path());
-    let run_log = work.path().join("run.log");
-    procs.spawn("flwr-run", run, &run_log);
-    let status = procs.wait("flwr-run", Duration::from_secs(240));
-    let log = std::fs::read_to_string(&run_log).unwrap_or_default();
-    let superlink_log =
-        std::fs::read_to_string(work.path().join("superlink.log")).unwrap_or_default();
-    stop.store(true, Ordering::Relaxed);
-    let stats: Vec<Vec<MessageStats>> = nodes
-        .into_iter()
-        .map(|n| {
-            n.join()
-                .expect("node thread")
-                .expect("node ran and left cleanly")
-        })
-        .collect();
-    let context = format!(
-        "flwr run: {status:?}\n--- run.log\n{log}\n--- superlink.log (tail)\n{}",
-        tail(&superlink_log, 3000)
-    );
-    assert!(status.is_some_and(|s| s.success()), "{context}");
+        let app = self.work.path().join("app");
+        copy_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/flower/app"),
+            &app,
+        );
+        let mut run = venv_command(&self.venv, "flwr", &self.home);
+        run.arg("run")
+            .arg(&app)
+            .args(["ci", "--stream"])
+            .current_dir(self.work.path());
+        let run_log = self.work.path().join("run.log");
+        self.procs.spawn("flwr-run", run, &run_log);
+        let status = self.procs.wait("flwr-run", Duration::from_secs(240));
+        let log = std::fs::read_to_string(&run_log).unwrap_or_default();
+        let superlink_log =
+            std::fs::read_to_string(self.work.path().join("superlink.log")).unwrap_or_default();
+        stop.store(true, Ordering::Relaxed);
+        let stats: Vec<Vec<MessageStats>> = nodes
+            .into_iter()
+            .map(|n| {
+                n.join()
+                    .expect("node thread")
+                    .expect("node ran and left cleanly")
+            })
+            .collect();
+        let context = format!(
+            "flwr run: {status:?}\n--- run.log\n{log}\n--- superlink.log (tail)\n{}",
+            tail(&superlink_log, 3000)
+        );
+        assert!(status.is_some_and(|s| s.success()), "{context}");
+        check_results(&log, &context);
+        for (partition, node_stats) in stats.iter().enumerate() {
+            let count = |t: &str| node_stats.iter().filter(|s| s.message_type == t).count();
+            assert_eq!(
+                (count("train"), count("evaluate"), count("query")),
+                (2, 2, 2),
+                "node {partition}"
+            );
+        }
+        stats
+    }
+}
 
+/// The ServerApp's LOOPBACK_* lines: the FedAvg aggregate, error replies, recovery.
+fn check_results(log: &str, context: &str) {
     // FedAvg weights 0.1 and 0.2 by 10 and 20 examples: +1/6 a round, 1/3 after 2 rounds.
     let result = log
         .lines()
@@ -213,19 +311,18 @@ fn two_rust_nodes_run_stock_fedavg_and_send_error_replies() {
         "{context}"
     );
     assert!(log.contains("LOOPBACK_DONE"), "{context}");
+}
 
+#[test]
+fn two_rust_nodes_run_stock_fedavg_and_send_error_replies() {
+    let mut federation = Federation::start(false);
+    let configs = [federation.node_config(None), federation.node_config(None)];
+    let stats = federation.run_app(configs);
     for (partition, node_stats) in stats.iter().enumerate() {
-        let count = |t: &str| node_stats.iter().filter(|s| s.message_type == t).count();
-        assert_eq!(
-            (count("train"), count("evaluate"), count("query")),
-            (2, 2, 2),
-            "node {partition}"
-        );
         for s in node_stats {
             eprintln!(
-                "node {partition} {:<8} group {:>2}: pulled {} objects / {} B, pushed {} / {} B, protocol {:.3} s, handler {:.4} s",
+                "node {partition} {:<8}: pulled {} objects / {} B, pushed {} / {} B, protocol {:.3} s, handler {:.4} s",
                 s.message_type,
-                s.group_id,
                 s.objects_pulled,
                 s.bytes_pulled,
                 s.objects_pushed,
@@ -235,6 +332,38 @@ fn two_rust_nodes_run_stock_fedavg_and_send_error_replies() {
             );
         }
     }
+}
+
+#[test]
+fn tls_and_node_authentication() {
+    let mut federation = Federation::start(true);
+    let dir = federation
+        .ca
+        .clone()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    federation.register(&dir.join("node1.pub"));
+    federation.register(&dir.join("node2.pub"));
+    // An unregistered key is refused with a typed auth error.
+    match FlowerNode::connect(federation.node_config(Some(dir.join("node3")))) {
+        Err(FlowerError::Auth { status, .. }) => {
+            assert!(status == 401 || status == 412, "{status}")
+        }
+        Err(other) => panic!("expected an auth error, got {other}"),
+        Ok(_) => panic!("an unregistered key was let in"),
+    }
+    // Plain HTTP to a TLS SuperLink fails without hanging.
+    let mut plain = federation.node_config(Some(dir.join("node1")));
+    plain.transport = Transport::Insecure;
+    plain.max_retries = 0;
+    assert!(FlowerNode::connect(plain).is_err());
+    let configs = [
+        federation.node_config(Some(dir.join("node1"))),
+        federation.node_config(Some(dir.join("node2"))),
+    ];
+    federation.run_app(configs);
 }
 
 fn tail(text: &str, n: usize) -> &str {

@@ -6,6 +6,8 @@
 
 #[path = "flower_protocol/fixtures.rs"]
 mod fixtures;
+#[path = "flower_protocol/keys.rs"]
+mod keys;
 #[path = "flower_protocol/mutations.rs"]
 mod mutations;
 #[path = "flower_protocol/npy.rs"]

@@ -167,7 +167,7 @@ impl FleetClient {
                         wait.as_secs_f64()
                     );
                     std::thread::sleep(wait);
-                    wait = (wait * 2).min(MAX_BACKOFF);
+                    wait = wait.saturating_mul(2).min(MAX_BACKOFF);
                 }
                 Err((e, _)) => return Err(e),
             }

@@ -208,7 +208,7 @@ impl FlowerNode {
                 return Ok(response.object_content);
             }
             std::thread::sleep(wait);
-            wait = (wait * 2).min(Duration::from_secs(5));
+            wait = wait.saturating_mul(2).min(Duration::from_secs(5));
         }
         Err(FlowerError::MissingObject(format!(
             "{id} (found but never available)"

@@ -14,6 +14,38 @@
 //! * [`signals`]: SIGINT/SIGTERM to a stop flag.
 //! * [`npz`]: `.npz` files of initial arrays for a ServerApp.
 //! * [`proto`]: the generated protobuf types.
+//!
+//! ```no_run
+//! use fedvlm::flower::{
+//!     ArrayRecord, FlowerNode, Instruction, MetricRecord, NodeConfig, NodeHandler, RecordDict,
+//!     ReplyError, Value, stop_on_signals,
+//! };
+//!
+//! /// Sends the global arrays back unchanged, weighted by 10 examples.
+//! struct Echo;
+//!
+//! impl NodeHandler for Echo {
+//!     fn handle(&mut self, ins: &Instruction) -> Result<RecordDict, ReplyError> {
+//!         let metrics = MetricRecord::default().with("num-examples", Value::Sint64(10));
+//!         let reply = RecordDict::new().with_metrics("metrics", metrics);
+//!         match ins.message_type.as_str() {
+//!             "train" => {
+//!                 let arrays = ins.content.arrays("arrays");
+//!                 let arrays = arrays.ok_or_else(|| ReplyError::new("no arrays"))?;
+//!                 Ok(reply.with_arrays("arrays", arrays.clone()))
+//!             }
+//!             "evaluate" => Ok(reply),
+//!             other => Err(ReplyError::new(format!("cannot do {other}"))),
+//!         }
+//!     }
+//! }
+//!
+//! let stop = stop_on_signals()?;
+//! let mut node = FlowerNode::connect(NodeConfig::insecure("127.0.0.1:9092"))?;
+//! node.run(&mut Echo, &stop)?;
+//! node.shutdown()?;
+//! # Ok::<(), fedvlm::flower::FlowerError>(())
+//! ```
 
 pub mod auth;
 pub mod client_app;

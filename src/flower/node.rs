@@ -220,7 +220,10 @@ impl FlowerNode {
     fn start_heartbeat(&mut self) {
         let stop: StopSignal = Arc::new((Mutex::new(false), Condvar::new()));
         let (client, node_id) = (self.client.clone(), self.node_id);
-        let interval = self.config.heartbeat_interval.max(1.0);
+        let interval = match self.config.heartbeat_interval {
+            i if i.is_finite() => i.clamp(1.0, 1e6),
+            _ => 30.0,
+        };
         let every = Duration::from_secs_f64(interval * 0.8);
         let signal = Arc::clone(&stop);
         let handle = std::thread::spawn(move || {

@@ -7,7 +7,7 @@
 //! file). JSON bodies are written like Python's `json.dumps`, so ids match what flwr computes
 //! for the same content.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use prost::Message as _;
 use sha2::{Digest, Sha256};
@@ -124,8 +124,12 @@ fn fetch<'a>(
 
 /// Checks that every id a JSON body refers to is one of the head's children, and back.
 fn check_children(what: &str, head: &[&str], refs: &[&str]) -> Result<(), FlowerError> {
-    let missing = refs.iter().find(|r| !head.contains(r));
-    let extra = head.iter().find(|h| !refs.contains(h));
+    let (head_set, ref_set): (HashSet<&str>, HashSet<&str>) = (
+        head.iter().copied().collect(),
+        refs.iter().copied().collect(),
+    );
+    let missing = refs.iter().find(|r| !head_set.contains(*r));
+    let extra = head.iter().find(|h| !ref_set.contains(*h));
     match (missing, extra) {
         (None, None) => Ok(()),
         (Some(r), _) => Err(FlowerError::decode(
@@ -389,12 +393,14 @@ pub fn encode_reply(
     ))
 }
 
-/// Every object id of a tree, parents before children (the order to pull in), iteratively.
+/// Every object id of a tree once, parents before children (the order to pull in),
+/// iteratively.
 pub fn tree_ids(tree: &proto::ObjectTree) -> Vec<String> {
     let mut ids = Vec::new();
+    let mut seen = HashSet::new();
     let mut stack = vec![tree];
     while let Some(t) = stack.pop() {
-        if !ids.contains(&t.object_id) {
+        if seen.insert(t.object_id.as_str()) {
             ids.push(t.object_id.clone());
         }
         stack.extend(t.children.iter().rev());

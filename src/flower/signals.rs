@@ -21,3 +21,18 @@ pub fn stop_on_signals() -> Result<Arc<AtomicBool>, FlowerError> {
     }
     Ok(flag)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+
+    #[test]
+    fn sigterm_sets_the_flag() {
+        let flag = stop_on_signals().unwrap();
+        assert!(!flag.load(Ordering::SeqCst));
+        signal_hook::low_level::raise(SIGTERM).unwrap();
+        assert!(flag.load(Ordering::SeqCst), "the handler ran");
+    }
+}

@@ -104,7 +104,7 @@ fn broken_files_are_typed_errors() {
     cases.push(("header length past the end", long));
     let with_header = |h: &str| {
         let mut h = h.to_string();
-        while (h.len() + 11) % 64 != 0 {
+        while !(h.len() + 11).is_multiple_of(64) {
             h.push(' ');
         }
         h.push('\n');
