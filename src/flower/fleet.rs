@@ -28,10 +28,14 @@ const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 /// The longest wait between two retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
-/// The Flower release this node speaks: it announces itself as this version of Flower's
-/// SuperNode (`flwr-package-name`, `flwr-package-version`, `flwr-component-name` headers), so a
-/// SuperLink of another major.minor release refuses it at once with a version-mismatch error
-/// instead of failing later on a protocol difference.
+/// The Flower release this node speaks. It announces itself as this version of Flower's
+/// SuperNode with the headers Flower's own SuperNode sends (`flwr-package-name`,
+/// `flwr-package-version`, `flwr-component-name`). A SuperLink 1.42 only logs a major.minor
+/// mismatch (its Fleet API is built with `reject_incompatible=False`, "temporary" in Flower's
+/// code); one that rejects it answers with an HTTP error, and one that reports it in the
+/// `flwr-version-incompatibility-message` header makes every call fail with
+/// [`FlowerError::Protocol`] naming the mismatch: the node exits with the message, it does not
+/// hang.
 pub const FLOWER_VERSION: &str = "1.42.0";
 
 /// A signed Fleet API client (cheap to clone: clones share connections).
@@ -204,6 +208,18 @@ impl FleetClient {
             (error, transient)
         };
         let mut response = request.send(body).map_err(transport)?;
+        if let Some(message) = response
+            .headers()
+            .get("flwr-version-incompatibility-message")
+            .and_then(|v| v.to_str().ok())
+        {
+            let error = FlowerError::Protocol(format!(
+                "{rpc}: the SuperLink reports a Flower version mismatch (this node speaks \
+                 Flower {}): {message}",
+                self.flower_version
+            ));
+            return Err((error, false));
+        }
         let status = response.status().as_u16();
         let bytes = response
             .body_mut()
