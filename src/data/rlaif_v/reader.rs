@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parquet::basic::Type as PhysicalType;
+use parquet::errors::ParquetError;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::reader::TreeBuilder;
 use parquet::record::{Field, Row};
@@ -17,6 +18,10 @@ use super::sample::{
     image_dimensions,
 };
 use crate::data::DataError;
+use crate::guard::no_panic;
+
+/// The dependency named when it panics.
+const PARQUET: &str = "the parquet reader";
 
 /// The shard file name prefix (`RLAIF-V-Dataset_000.parquet`, ...).
 pub const RLAIF_V_SHARD_PREFIX: &str = "RLAIF-V-Dataset_";
@@ -324,10 +329,14 @@ fn read_file(
     on_sample: &mut impl FnMut(RlaifVSample),
 ) -> Result<(), DataError> {
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let reader = SerializedFileReader::new(file).map_err(|e| DataError::NotParquet {
+    let not_parquet = |reason: String| DataError::NotParquet {
         path: path.display().to_string(),
-        reason: e.to_string(),
-    })?;
+        reason,
+    };
+    // The parquet crate can panic on corrupt bytes (bit-unpacking asserts, thrift decoding):
+    // every call into it that reads the file runs under `no_panic`, and a panic becomes the
+    // same typed error as a decoding error.
+    let reader = parquet_call(|| SerializedFileReader::new(file)).map_err(not_parquet)?;
     let root = reader
         .metadata()
         .file_metadata()
@@ -337,27 +346,33 @@ fn read_file(
     let source_file: Arc<Path> = Arc::from(path);
     let mut row = 0;
     for row_group in 0..reader.num_row_groups() {
-        let read_error = |e: parquet::errors::ParquetError| DataError::ParquetRead {
+        let read_error = |reason: String| DataError::ParquetRead {
             path: path.display().to_string(),
             row_group,
-            reason: e.to_string(),
+            reason,
         };
+
         if limit_reached(summary, options) {
             summary.stopped_early = true;
             return Ok(());
         }
         summary.row_groups += 1;
-        let group = reader.get_row_group(row_group).map_err(read_error)?;
-        let rows = TreeBuilder::new()
-            .with_batch_size(ROW_BATCH)
-            .as_iter(descr.clone(), group.as_ref())
-            .map_err(read_error)?;
-        for (row_in_group, record) in rows.enumerate() {
+        let group = parquet_call(|| reader.get_row_group(row_group)).map_err(read_error)?;
+        let mut rows = parquet_call(|| {
+            TreeBuilder::new()
+                .with_batch_size(ROW_BATCH)
+                .as_iter(descr.clone(), group.as_ref())
+        })
+        .map_err(read_error)?;
+        for row_in_group in 0.. {
             if limit_reached(summary, options) {
                 summary.stopped_early = true;
                 return Ok(());
             }
-            let record = record.map_err(read_error)?;
+            let Some(record) = no_panic(PARQUET, || rows.next()).map_err(read_error)? else {
+                break;
+            };
+            let record = record.map_err(|e| read_error(e.to_string()))?;
             summary.rows_seen += 1;
             let verdict = match fields(record) {
                 Err(reason) => Err(reason),
@@ -401,6 +416,11 @@ fn read_file(
         }
     }
     Ok(())
+}
+
+/// Runs a call into the parquet crate under [`no_panic`]: its error, or its panic, as text.
+fn parquet_call<T>(f: impl FnOnce() -> Result<T, ParquetError>) -> Result<T, String> {
+    no_panic(PARQUET, f)?.map_err(|e| e.to_string())
 }
 
 /// The used values of a row whose text and image bytes are all present.
