@@ -239,10 +239,19 @@ pub fn random(rng: &mut Rng, len: usize, hot: &[usize]) -> Mutation {
     }
 }
 
-/// `count` random mutations from `seed`; every fourth one stacks two or three.
+/// How many times more random cases to draw than CI does: `FEDVLM_HOSTILE_SCALE` (default 1),
+/// for longer local sweeps (`FEDVLM_HOSTILE_SCALE=20 cargo test --release --test hostile_data`).
+pub fn scale() -> usize {
+    std::env::var("FEDVLM_HOSTILE_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+/// `count` (times [`scale`]) random mutations from `seed`; every fourth one stacks two or three.
 pub fn random_set(seed: u64, len: usize, hot: &[usize], count: usize) -> Vec<Mutation> {
     let mut rng = Rng::new(seed);
-    (0..count)
+    (0..count * scale())
         .map(|i| {
             if i % 4 == 3 {
                 let n = 2 + rng.below(2);
