@@ -4,7 +4,7 @@
 //! and come back as typed errors naming the file.
 
 mod common;
-use common::mutate::{Mutation, Report, Rng, random_set, truncations};
+use common::mutate::{Mutation, Report, Rng, crc32, random_set, truncations};
 
 use std::fs::File;
 use std::io::{Cursor, Write};
@@ -256,22 +256,6 @@ fn hostile_parquet_zstd_is_typed_errors() {
 
 // ---------------------------------------------------------------------------------------------
 // images
-
-/// CRC-32 (IEEE), for PNG chunks rebuilt with huge dimensions.
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
 
 /// PNG IHDR edits with a valid CRC: huge, zero and odd dimensions, bad bit depths.
 fn png_header_edits(png: &[u8]) -> Vec<Mutation> {

@@ -4,7 +4,9 @@
 //! committed fixtures never panic and come back as typed errors naming the file.
 
 mod common;
-use common::mutate::{Mutation, Report, random_set, safetensors_edits, truncations};
+use common::mutate::{
+    Mutation, Report, random_set, safetensors_edits, truncations, zip_entry_edits,
+};
 
 use std::path::{Path, PathBuf};
 
@@ -54,9 +56,11 @@ fn cases(bytes: &[u8], safetensors: bool, seed: u64, random: usize, edits: usize
     cases.extend(random_set(seed, bytes.len(), &hot, random));
     if safetensors {
         let mut structured = safetensors_edits(bytes, 1);
-        // Spread the structured edits over the file's tensors in a few passes.
         structured.truncate(edits);
         cases.extend(structured);
+    } else {
+        // The zip layer checks CRCs: these reach the pickle parser.
+        cases.extend(zip_entry_edits(bytes, "data.pkl", seed, edits));
     }
     cases
 }
@@ -82,7 +86,7 @@ fn check_mobilenet(file: &str, seed: u64) {
     std::fs::write(&path, &valid).expect("write");
     load(&path).expect("the fixture loads");
     let mut report = Report::new(&format!("MobileNetV3 ({file})"), seed);
-    for mutation in cases(&valid, safetensors, seed, 60, 60) {
+    for mutation in cases(&valid, safetensors, seed, 40, 50) {
         std::fs::write(&path, mutation.apply(&valid)).expect("write");
         report.run(&mutation, Some(&shown), || load(&path));
     }
@@ -115,9 +119,66 @@ fn check_florence2(layout: &str, weights: &str, seed: u64) {
     load().expect("the fixture loads");
     let safetensors = weights.ends_with(".safetensors");
     let mut report = Report::new(&format!("Florence2::load ({layout})"), seed);
-    for mutation in cases(&valid, safetensors, seed, 20, 40) {
+    for mutation in cases(&valid, safetensors, seed, 16, 30) {
         std::fs::write(&path, mutation.apply(&valid)).expect("write");
         report.run(&mutation, Some(&shown), load);
+    }
+    report.finish();
+}
+
+/// `config.json` sizes a hostile file could set: each must be refused (or fail on the first
+/// tensor shape) without building a model of that size.
+#[test]
+fn hostile_florence2_config_is_typed_errors() {
+    let source = fixtures("florence2").join("tiny_native");
+    let text = std::fs::read(source.join("config.json")).expect("config");
+    let json: serde_json::Value = serde_json::from_slice(&text).expect("JSON");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(
+        source.join("model.safetensors"),
+        dir.path().join("model.safetensors"),
+    )
+    .expect("weights");
+    let shown = dir.path().display().to_string();
+    let huge = |bits: u32| serde_json::json!(1u64 << bits);
+    let edits: [(&str, &str, serde_json::Value); 14] = [
+        ("text_config", "vocab_size", huge(40)),
+        ("text_config", "d_model", huge(40)),
+        ("text_config", "encoder_layers", huge(30)),
+        ("text_config", "decoder_layers", serde_json::json!(u64::MAX)),
+        ("text_config", "max_position_embeddings", huge(40)),
+        ("text_config", "encoder_ffn_dim", huge(40)),
+        (
+            "text_config",
+            "encoder_attention_heads",
+            serde_json::json!(-4),
+        ),
+        (
+            "vision_config",
+            "depths",
+            serde_json::json!([1, 2, 2, 1u64 << 30]),
+        ),
+        ("vision_config", "window_size", huge(30)),
+        ("vision_config", "mlp_ratio", serde_json::json!(1e30)),
+        ("vision_config", "max_temporal_embeddings", huge(40)),
+        (
+            "vision_config",
+            "embed_dim",
+            serde_json::json!([8, 16, 24, 1u64 << 40]),
+        ),
+        ("vision_config", "num_heads", serde_json::json!("four")),
+        ("vision_config", "patch_size", serde_json::json!([7, 3, 3])),
+    ];
+    let mut report = Report::new("Florence2::load (config.json)", 0);
+    let device = Default::default();
+    for (part, field, value) in edits {
+        let mut edited = json.clone();
+        edited[part][field] = value.clone();
+        std::fs::write(dir.path().join("config.json"), edited.to_string()).expect("write");
+        let label = format!("config.json {part}.{field} = {value}");
+        report.run_labelled("config.json size", &label, Some(&shown), || {
+            Florence2::<Flex>::load(dir.path(), &device)
+        });
     }
     report.finish();
 }

@@ -6,22 +6,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parquet::basic::Type as PhysicalType;
-use parquet::errors::ParquetError;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::reader::TreeBuilder;
 use parquet::record::{Field, Row};
 use parquet::schema::types::{SchemaDescriptor, Type, TypePtr};
 
+use super::parquet_guard::{check_column_chunks, parquet_call, parquet_step};
 use super::reservoir::{Reservoir, Ticket, source_seed};
 use super::sample::{
     ImageCheck, RlaifVOptions, RlaifVSample, RlaifVSkip, RlaifVSummary, decode_image,
     image_dimensions,
 };
 use crate::data::DataError;
-use crate::guard::no_panic;
-
-/// The dependency named when it panics.
-const PARQUET: &str = "the parquet reader";
 
 /// The shard file name prefix (`RLAIF-V-Dataset_000.parquet`, ...).
 pub const RLAIF_V_SHARD_PREFIX: &str = "RLAIF-V-Dataset_";
@@ -333,9 +329,8 @@ fn read_file(
         path: path.display().to_string(),
         reason,
     };
-    // The parquet crate can panic on corrupt bytes (bit-unpacking asserts, thrift decoding):
-    // every call into it that reads the file runs under `no_panic`, and a panic becomes the
-    // same typed error as a decoding error.
+    // The parquet crate can panic on corrupt bytes: every call into it that reads the file
+    // is checked or guarded (see `parquet_guard`), and a panic is a typed error too.
     let reader = parquet_call(|| SerializedFileReader::new(file)).map_err(not_parquet)?;
     let root = reader
         .metadata()
@@ -357,6 +352,7 @@ fn read_file(
             return Ok(());
         }
         summary.row_groups += 1;
+        check_column_chunks(reader.metadata().row_group(row_group)).map_err(read_error)?;
         let group = parquet_call(|| reader.get_row_group(row_group)).map_err(read_error)?;
         let mut rows = parquet_call(|| {
             TreeBuilder::new()
@@ -369,7 +365,7 @@ fn read_file(
                 summary.stopped_early = true;
                 return Ok(());
             }
-            let Some(record) = no_panic(PARQUET, || rows.next()).map_err(read_error)? else {
+            let Some(record) = parquet_step(|| rows.next()).map_err(read_error)? else {
                 break;
             };
             let record = record.map_err(|e| read_error(e.to_string()))?;
@@ -416,11 +412,6 @@ fn read_file(
         }
     }
     Ok(())
-}
-
-/// Runs a call into the parquet crate under [`no_panic`]: its error, or its panic, as text.
-fn parquet_call<T>(f: impl FnOnce() -> Result<T, ParquetError>) -> Result<T, String> {
-    no_panic(PARQUET, f)?.map_err(|e| e.to_string())
 }
 
 /// The used values of a row whose text and image bytes are all present.
