@@ -35,7 +35,7 @@ pub(super) fn check_column_chunks(group: &RowGroupMetaData) -> Result<(), String
         if start < 0 || column.compressed_size() < 0 {
             return Err(format!(
                 "column `{}` has a negative offset ({start}) or size ({}) in the footer",
-                column.column_path(),
+                column.column_path().string(),
                 column.compressed_size()
             ));
         }
