@@ -15,9 +15,7 @@ use fedvlm::flower::{
     ArrayRecord, FlowerNode, Instruction, MessageStats, MetricRecord, NdArray, NodeConfig,
     NodeHandler, RecordDict, ReplyError, Value,
 };
-use flower_common::{
-    Processes, flwr_venv, free_port, venv_command, wait_for_port, write_flwr_home,
-};
+use flower_common::{Processes, flwr_venv, free_port, venv_command, wait_for_port, write_flwr_home};
 
 /// mini_supernode's toy client: `lora_b + 0.1 * (partition + 1)`, weight `10 * (partition + 1)`;
 /// `query` fails when its config asks to.
@@ -41,11 +39,7 @@ impl NodeHandler for Toy {
                     .map_err(|e| ReplyError::new(e.to_string()))?;
                 Ok(RecordDict::new()
                     .with_arrays("arrays", ArrayRecord::default().with("lora_b", array))
-                    .with_metrics(
-                        "metrics",
-                        MetricRecord::default()
-                            .with("num-examples", Value::Sint64(10 * (p as i64 + 1))),
-                    ))
+                    .with_metrics("metrics", MetricRecord::default().with("num-examples", Value::Sint64(10 * (p as i64 + 1)))))
             }
             "evaluate" => Ok(RecordDict::new().with_metrics(
                 "metrics",
@@ -58,10 +52,7 @@ impl NodeHandler for Toy {
                 if fail == Some(&Value::Bool(true)) {
                     return Err(ReplyError::new("asked to fail"));
                 }
-                Ok(RecordDict::new().with_metrics(
-                    "metrics",
-                    MetricRecord::default().with("pong", Value::Sint64(1)),
-                ))
+                Ok(RecordDict::new().with_metrics("metrics", MetricRecord::default().with("pong", Value::Sint64(1))))
             }
             other => Err(ReplyError::new(format!("unknown message type {other}"))),
         }
@@ -95,19 +86,12 @@ fn two_rust_nodes_run_stock_fedavg_and_send_error_replies() {
     let port = free_port();
     write_flwr_home(&home, port, None);
     let app = work.path().join("app");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/flower/app"),
-        &app,
-    );
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/flower/app"), &app);
 
     let mut procs = Processes::default();
     let mut superlink = venv_command(&venv, "flower-superlink", &home);
     superlink
-        .args([
-            "--insecure",
-            "--disable-runtime-dependency-installation",
-            "--port",
-        ])
+        .args(["--insecure", "--disable-runtime-dependency-installation", "--port"])
         .arg(port.to_string())
         .current_dir(work.path());
     procs.spawn("superlink", superlink, &work.path().join("superlink.log"));
@@ -124,10 +108,7 @@ fn two_rust_nodes_run_stock_fedavg_and_send_error_replies() {
                 config.request_timeout = Duration::from_secs(30);
                 let mut node = FlowerNode::connect(config).map_err(|e| e.to_string())?;
                 ready.send(node.node_id()).unwrap();
-                let mut toy = Toy {
-                    partition,
-                    stats: Vec::new(),
-                };
+                let mut toy = Toy { partition, stats: Vec::new() };
                 node.run(&mut toy, &stop).map_err(|e| e.to_string())?;
                 node.shutdown().map_err(|e| e.to_string())?;
                 Ok(toy.stats)
@@ -135,103 +116,47 @@ fn two_rust_nodes_run_stock_fedavg_and_send_error_replies() {
         })
         .collect();
     drop(ready_tx);
-    let ids: Vec<u64> = (0..2)
-        .map(|_| {
-            ready_rx
-                .recv_timeout(Duration::from_secs(60))
-                .expect("both nodes connect")
-        })
-        .collect();
+    let ids: Vec<u64> = (0..2).map(|_| ready_rx.recv_timeout(Duration::from_secs(60)).expect("both nodes connect")).collect();
     assert_ne!(ids[0], ids[1]);
 
     let mut run = venv_command(&venv, "flwr", &home);
-    run.arg("run")
-        .arg(&app)
-        .args(["ci", "--stream"])
-        .current_dir(work.path());
+    run.arg("run").arg(&app).args(["ci", "--stream"]).current_dir(work.path());
     let run_log = work.path().join("run.log");
     procs.spawn("flwr-run", run, &run_log);
     let status = procs.wait("flwr-run", Duration::from_secs(240));
     let log = std::fs::read_to_string(&run_log).unwrap_or_default();
-    let superlink_log =
-        std::fs::read_to_string(work.path().join("superlink.log")).unwrap_or_default();
+    let superlink_log = std::fs::read_to_string(work.path().join("superlink.log")).unwrap_or_default();
     stop.store(true, Ordering::Relaxed);
     let stats: Vec<Vec<MessageStats>> = nodes
         .into_iter()
-        .map(|n| {
-            n.join()
-                .expect("node thread")
-                .expect("node ran and left cleanly")
-        })
+        .map(|n| n.join().expect("node thread").expect("node ran and left cleanly"))
         .collect();
-    let context = format!(
-        "flwr run: {status:?}\n--- run.log\n{log}\n--- superlink.log (tail)\n{}",
-        tail(&superlink_log, 3000)
-    );
+    let context = format!("flwr run: {status:?}\n--- run.log\n{log}\n--- superlink.log (tail)\n{}", tail(&superlink_log, 3000));
     assert!(status.is_some_and(|s| s.success()), "{context}");
 
     // FedAvg weights 0.1 and 0.2 by 10 and 20 examples: +1/6 a round, 1/3 after 2 rounds.
-    let result = log
-        .lines()
-        .find(|l| l.contains("LOOPBACK_RESULT"))
-        .unwrap_or_else(|| panic!("no result\n{context}"));
+    let result = log.lines().find(|l| l.contains("LOOPBACK_RESULT")).unwrap_or_else(|| panic!("no result\n{context}"));
     let field = |name: &str| -> f64 {
         let start = result.find(&format!("{name}=")).unwrap() + name.len() + 1;
-        result[start..]
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
+        result[start..].split_whitespace().next().unwrap().parse().unwrap()
     };
     for name in ["b_mean", "b_min", "b_max"] {
         assert!((field(name) - 1.0 / 3.0).abs() < 1e-5, "{name} in {result}");
     }
-    assert!(
-        result.contains("shape=4x512") && result.contains("dtype=float32"),
-        "{result}"
-    );
+    assert!(result.contains("shape=4x512") && result.contains("dtype=float32"), "{result}");
     // Error replies reach the ServerApp with Flower's code; the nodes then answer again.
-    let queries: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("LOOPBACK_QUERY"))
-        .collect();
-    assert_eq!(
-        queries
-            .iter()
-            .filter(|l| l.contains("fail=True") && l.contains("error=2:asked to fail"))
-            .count(),
-        2,
-        "{context}"
-    );
-    assert_eq!(
-        queries
-            .iter()
-            .filter(|l| l.contains("fail=False") && l.contains("pong=1"))
-            .count(),
-        2,
-        "{context}"
-    );
+    let queries: Vec<&str> = log.lines().filter(|l| l.contains("LOOPBACK_QUERY")).collect();
+    assert_eq!(queries.iter().filter(|l| l.contains("fail=True") && l.contains("error=2:asked to fail")).count(), 2, "{context}");
+    assert_eq!(queries.iter().filter(|l| l.contains("fail=False") && l.contains("pong=1")).count(), 2, "{context}");
     assert!(log.contains("LOOPBACK_DONE"), "{context}");
 
     for (partition, node_stats) in stats.iter().enumerate() {
         let count = |t: &str| node_stats.iter().filter(|s| s.message_type == t).count();
-        assert_eq!(
-            (count("train"), count("evaluate"), count("query")),
-            (2, 2, 2),
-            "node {partition}"
-        );
+        assert_eq!((count("train"), count("evaluate"), count("query")), (2, 2, 2), "node {partition}");
         for s in node_stats {
             eprintln!(
                 "node {partition} {:<8} group {:>2}: pulled {} objects / {} B, pushed {} / {} B, protocol {:.3} s, handler {:.4} s",
-                s.message_type,
-                s.group_id,
-                s.objects_pulled,
-                s.bytes_pulled,
-                s.objects_pushed,
-                s.bytes_pushed,
-                s.protocol_seconds,
-                s.handler_seconds
+                s.message_type, s.group_id, s.objects_pulled, s.bytes_pulled, s.objects_pushed, s.bytes_pushed, s.protocol_seconds, s.handler_seconds
             );
         }
     }
@@ -239,8 +164,6 @@ fn two_rust_nodes_run_stock_fedavg_and_send_error_replies() {
 
 fn tail(text: &str, n: usize) -> &str {
     let start = text.len().saturating_sub(n);
-    let start = (start..text.len())
-        .find(|i| text.is_char_boundary(*i))
-        .unwrap_or(text.len());
+    let start = (start..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len());
     &text[start..]
 }

@@ -219,9 +219,7 @@ fn openssh_secret(text: &str) -> Result<p384::SecretKey, FlowerError> {
     let secret = p384::SecretKey::from_slice(&scalar)
         .map_err(|_| key_err("private scalar is not valid for P-384"))?;
     if secret.public_key().to_encoded_point(false).as_bytes() != q {
-        return Err(key_err(
-            "public and private halves of the OpenSSH key disagree",
-        ));
+        return Err(key_err("public and private halves of the OpenSSH key disagree"));
     }
     Ok(secret)
 }
@@ -241,10 +239,7 @@ mod tests {
     #[test]
     fn generated_keys_sign() {
         let key = NodeKey::generate().unwrap();
-        assert!(
-            key.public_key_pem()
-                .starts_with("-----BEGIN PUBLIC KEY-----\n")
-        );
+        assert!(key.public_key_pem().starts_with("-----BEGIN PUBLIC KEY-----\n"));
         let headers = key.auth_headers().unwrap();
         assert_eq!(headers[0].0, "flwr-public-key");
         assert!(!key.sign(b"x").unwrap().is_empty());

@@ -38,9 +38,9 @@ impl FlowerNode {
         started: Instant,
         pulled_bytes: usize,
     ) -> Result<(), FlowerError> {
-        let metadata = message.metadata.ok_or_else(|| {
-            FlowerError::Protocol("pull-messages: a message without metadata".into())
-        })?;
+        let metadata = message
+            .metadata
+            .ok_or_else(|| FlowerError::Protocol("pull-messages: a message without metadata".into()))?;
         let mut stats = MessageStats {
             message_type: metadata.message_type.clone(),
             group_id: metadata.group_id.clone(),
@@ -117,10 +117,7 @@ impl FlowerNode {
     }
 
     /// The run's override config, fetched with get-run the first time.
-    fn run_config(
-        &mut self,
-        run_id: u64,
-    ) -> Result<Vec<(String, crate::flower::Value)>, FlowerError> {
+    fn run_config(&mut self, run_id: u64) -> Result<Vec<(String, crate::flower::Value)>, FlowerError> {
         if let Some(config) = self.runs.get(&run_id) {
             return Ok(config.clone());
         }
@@ -168,10 +165,7 @@ impl FlowerNode {
             message_object_id: metadata.message_id.clone(),
         };
         self.client
-            .call::<_, proto::ConfirmMessageReceivedResponse>(
-                "confirm-message-received",
-                &request,
-            )?;
+            .call::<_, proto::ConfirmMessageReceivedResponse>("confirm-message-received", &request)?;
         decode_message_content(&metadata.message_id, &objects)
     }
 
@@ -281,11 +275,7 @@ impl FlowerNode {
                 "push-messages asked for {unknown}, which the reply does not contain"
             )));
         }
-        for (id, bytes) in encoded
-            .objects
-            .iter()
-            .filter(|(id, _)| wanted.contains(id.as_str()))
-        {
+        for (id, bytes) in encoded.objects.iter().filter(|(id, _)| wanted.contains(id.as_str())) {
             let request = proto::PushObjectRequest {
                 node: self.node(),
                 run_id: ins.run_id,

@@ -238,9 +238,10 @@ impl FlowerNode {
                     node: Some(proto::Node { node_id }),
                     heartbeat_interval: interval,
                 };
-                match client
-                    .call::<_, proto::SendNodeHeartbeatResponse>("send-node-heartbeat", &request)
-                {
+                match client.call::<_, proto::SendNodeHeartbeatResponse>(
+                    "send-node-heartbeat",
+                    &request,
+                ) {
                     Ok(r) if !r.success => {
                         eprintln!("flower: node {node_id}: the SuperLink refused a heartbeat")
                     }

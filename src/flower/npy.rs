@@ -175,11 +175,7 @@ fn parse_header(text: &str) -> Result<Header, FlowerError> {
         "f2" => NpyDtype::F16,
         "f4" => NpyDtype::F32,
         "f8" => NpyDtype::F64,
-        _ => {
-            return Err(err(format!(
-                "unsupported dtype `{descr}` (f2, f4, f8 only)"
-            )));
-        }
+        _ => return Err(err(format!("unsupported dtype `{descr}` (f2, f4, f8 only)"))),
     };
     Ok(Header {
         dtype,

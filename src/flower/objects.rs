@@ -70,10 +70,7 @@ pub fn parse_object(bytes: &[u8]) -> Result<ParsedObject<'_>, FlowerError> {
     let (Some(type_name), Some(children), Some(len), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(FlowerError::decode(
-            what,
-            format!("`{head}` is not 3 fields"),
-        ));
+        return Err(FlowerError::decode(what, format!("`{head}` is not 3 fields")));
     };
     let len: usize = len
         .parse()

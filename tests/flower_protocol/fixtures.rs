@@ -4,9 +4,7 @@ use std::collections::HashMap;
 
 use fedvlm::flower::objects::{make_object, parse_object, tree_ids};
 use fedvlm::flower::proto;
-use fedvlm::flower::{
-    ConfigRecord, FlowerError, MetricRecord, Value, decode_message_content, object_id,
-};
+use fedvlm::flower::{ConfigRecord, FlowerError, MetricRecord, Value, decode_message_content, object_id};
 use prost::Message;
 
 use super::fixture_dir;
@@ -21,12 +19,7 @@ fn recorded() -> Vec<(u32, String, String, Vec<u8>)> {
         let mut parts = rest.split('.');
         let (rpc, kind) = (parts.next().unwrap(), parts.next().unwrap());
         let bytes = std::fs::read(&path).unwrap();
-        out.push((
-            index.parse().unwrap(),
-            rpc.to_string(),
-            kind.to_string(),
-            bytes,
-        ));
+        out.push((index.parse().unwrap(), rpc.to_string(), kind.to_string(), bytes));
     }
     out.sort_by(|a, b| (a.0, &a.2).cmp(&(b.0, &b.2)));
     assert!(out.len() > 80, "the recorded run has {} files", out.len());
@@ -36,31 +29,17 @@ fn recorded() -> Vec<(u32, String, String, Vec<u8>)> {
 fn roundtrip<T: Message + Default>(bytes: &[u8], strict: bool) -> Result<(), prost::DecodeError> {
     let decoded = T::decode(bytes)?;
     if strict {
-        assert_eq!(
-            decoded.encode_to_vec(),
-            bytes,
-            "{}",
-            std::any::type_name::<T>()
-        );
+        assert_eq!(decoded.encode_to_vec(), bytes, "{}", std::any::type_name::<T>());
     }
     Ok(())
 }
 
 /// Decodes `bytes` as the request or response of `rpc` and checks that prost re-encodes it
 /// byte for byte when `strict` (flwr serializes deterministically; so does prost with BTreeMaps).
-pub fn decode_as(
-    rpc: &str,
-    kind: &str,
-    bytes: &[u8],
-    strict: bool,
-) -> Result<(), prost::DecodeError> {
+pub fn decode_as(rpc: &str, kind: &str, bytes: &[u8], strict: bool) -> Result<(), prost::DecodeError> {
     macro_rules! pick {
         ($req:ty, $resp:ty) => {
-            if kind == "req" {
-                roundtrip::<$req>(bytes, strict)
-            } else {
-                roundtrip::<$resp>(bytes, strict)
-            }
+            if kind == "req" { roundtrip::<$req>(bytes, strict) } else { roundtrip::<$resp>(bytes, strict) }
         };
     }
     use proto::*;
@@ -77,10 +56,7 @@ pub fn decode_as(
         "push-object" => pick!(PushObjectRequest, PushObjectResponse),
         "pull-object" => pick!(PullObjectRequest, PullObjectResponse),
         "confirm-message-received" => {
-            pick!(
-                ConfirmMessageReceivedRequest,
-                ConfirmMessageReceivedResponse
-            )
+            pick!(ConfirmMessageReceivedRequest, ConfirmMessageReceivedResponse)
         }
         other => panic!("unknown rpc {other}"),
     }
@@ -91,8 +67,7 @@ fn every_recorded_body_decodes_and_requests_reencode_byte_for_byte() {
     // Requests are what the node sends: prost must write them exactly as flwr does. Responses
     // need only decode (flwr writes a map entry's default value, prost leaves it out).
     for (index, rpc, kind, bytes) in recorded() {
-        decode_as(&rpc, &kind, &bytes, kind == "req")
-            .unwrap_or_else(|e| panic!("{index} {rpc} {kind}: {e}"));
+        decode_as(&rpc, &kind, &bytes, kind == "req").unwrap_or_else(|e| panic!("{index} {rpc} {kind}: {e}"));
     }
 }
 
@@ -110,43 +85,21 @@ fn requests_built_from_fields_match_flwr() {
         public_key: register.public_key.clone(),
         heartbeat_interval: 30.0,
     };
-    let read = |i: u32, rpc: &str| {
-        std::fs::read(fixture_dir().join(format!("run/{i:04}_{rpc}.req.bin"))).unwrap()
-    };
+    let read = |i: u32, rpc: &str| std::fs::read(fixture_dir().join(format!("run/{i:04}_{rpc}.req.bin"))).unwrap();
     assert_eq!(activate.encode_to_vec(), read(2, "activate-node"));
-    let heartbeat = proto::SendNodeHeartbeatRequest {
-        node,
-        heartbeat_interval: 30.0,
-    };
+    let heartbeat = proto::SendNodeHeartbeatRequest { node, heartbeat_interval: 30.0 };
     assert_eq!(heartbeat.encode_to_vec(), read(3, "send-node-heartbeat"));
-    let pull = proto::PullMessagesRequest {
-        node,
-        message_ids: vec![],
-    };
+    let pull = proto::PullMessagesRequest { node, message_ids: vec![] };
     assert_eq!(pull.encode_to_vec(), read(4, "pull-messages"));
     let run_id = 1_525_057_076_187_606_114;
-    assert_eq!(
-        proto::GetRunRequest { node, run_id }.encode_to_vec(),
-        read(10, "get-run")
-    );
+    assert_eq!(proto::GetRunRequest { node, run_id }.encode_to_vec(), read(10, "get-run"));
     let object_id = "94c268a392a9b211230c7c7af92d46a9a1dbe896e48750305c86be03e9f1c31c".to_string();
-    let pull_object = proto::PullObjectRequest {
-        node,
-        run_id,
-        object_id,
-    };
+    let pull_object = proto::PullObjectRequest { node, run_id, object_id };
     assert_eq!(pull_object.encode_to_vec(), read(14, "pull-object"));
     let message_object_id =
         "65894f79d1da58369da703490bd50029203c959eb114088a78a659de8a1aa580".to_string();
-    let confirm = proto::ConfirmMessageReceivedRequest {
-        node,
-        run_id,
-        message_object_id,
-    };
-    assert_eq!(
-        confirm.encode_to_vec(),
-        read(19, "confirm-message-received")
-    );
+    let confirm = proto::ConfirmMessageReceivedRequest { node, run_id, message_object_id };
+    assert_eq!(confirm.encode_to_vec(), read(19, "confirm-message-received"));
 }
 
 #[test]
@@ -200,17 +153,9 @@ fn recorded_train_instruction_decodes_up_to_its_missing_chunks() {
     expected.message_id = String::new();
     assert_eq!(body.metadata, Some(expected));
     // The ConfigRecord.
-    let config_id = ids
-        .iter()
-        .find(|id| {
-            objects
-                .get(*id)
-                .is_some_and(|o| o.starts_with(b"ConfigRecord"))
-        })
-        .unwrap();
+    let config_id = ids.iter().find(|id| objects.get(*id).is_some_and(|o| o.starts_with(b"ConfigRecord"))).unwrap();
     let config = parse_object(&objects[config_id]).unwrap();
-    let config =
-        ConfigRecord::from_proto(proto::ConfigRecord::decode(config.body).unwrap()).unwrap();
+    let config = ConfigRecord::from_proto(proto::ConfigRecord::decode(config.body).unwrap()).unwrap();
     assert_eq!(config.get("lr"), Some(&Value::Double(0.1)));
     assert_eq!(config.get("server-round"), Some(&Value::Sint64(1)));
     // The 6.4 MB chunks were too big to keep: a typed error names one.
@@ -235,27 +180,15 @@ fn recorded_reply_objects_reencode_byte_for_byte() {
     let children: Vec<String> = message.children.iter().map(|c| c.to_string()).collect();
     let mut body_metadata = metadata.clone();
     body_metadata.message_id = String::new();
-    let body = proto::Message {
-        metadata: Some(body_metadata),
-        content: None,
-        error: None,
-    };
+    let body = proto::Message { metadata: Some(body_metadata), content: None, error: None };
     let rebuilt = make_object("Message", &children, &body.encode_to_vec());
     assert_eq!(object_id(&rebuilt), metadata.message_id);
     // The MetricRecord: decoded and encoded again.
-    let (id, bytes) = objects
-        .iter()
-        .find(|(_, b)| b.starts_with(b"MetricRecord"))
-        .unwrap();
+    let (id, bytes) = objects.iter().find(|(_, b)| b.starts_with(b"MetricRecord")).unwrap();
     let parsed = parse_object(bytes).unwrap();
-    let metrics =
-        MetricRecord::from_proto(proto::MetricRecord::decode(parsed.body).unwrap()).unwrap();
+    let metrics = MetricRecord::from_proto(proto::MetricRecord::decode(parsed.body).unwrap()).unwrap();
     assert_eq!(metrics.get("num-examples"), Some(&Value::Sint64(20)));
-    let rebuilt = make_object(
-        "MetricRecord",
-        &[],
-        &metrics.to_proto().unwrap().encode_to_vec(),
-    );
+    let rebuilt = make_object("MetricRecord", &[], &metrics.to_proto().unwrap().encode_to_vec());
     assert_eq!(&object_id(&rebuilt), id);
     // The reply carries an empty content besides its metadata, as flwr's node sends it.
     assert_eq!(reply.content, Some(proto::RecordDict::default()));

@@ -23,23 +23,12 @@ fn message_with_array(array_body: &str, chunks: &[Vec<u8>]) -> (String, HashMap<
         objects.insert(id.clone(), bytes);
         id
     };
-    let chunk_ids: Vec<String> = chunks
-        .iter()
-        .map(|c| add("ArrayChunk", vec![], c))
-        .collect();
+    let chunk_ids: Vec<String> = chunks.iter().map(|c| add("ArrayChunk", vec![], c)).collect();
     let mut unique = chunk_ids.clone();
     unique.dedup();
     let array = add("Array", unique, array_body.as_bytes());
-    let record = add(
-        "ArrayRecord",
-        vec![array.clone()],
-        format!("{{\"x\": \"{array}\"}}").as_bytes(),
-    );
-    let dict = add(
-        "RecordDict",
-        vec![record.clone()],
-        format!("{{\"arrays\": \"{record}\"}}").as_bytes(),
-    );
+    let record = add("ArrayRecord", vec![array.clone()], format!("{{\"x\": \"{array}\"}}").as_bytes());
+    let dict = add("RecordDict", vec![record.clone()], format!("{{\"arrays\": \"{record}\"}}").as_bytes());
     let message = add("Message", vec![dict], b"");
     (message, objects)
 }
@@ -49,19 +38,14 @@ fn npy_2x3() -> Vec<u8> {
 }
 
 fn meta(dtype: &str, shape: &str, ids: &str) -> String {
-    format!(
-        "{{\"dtype\": \"{dtype}\", \"shape\": {shape}, \"stype\": \"numpy.ndarray\", \"arraychunk_ids\": {ids}}}"
-    )
+    format!("{{\"dtype\": \"{dtype}\", \"shape\": {shape}, \"stype\": \"numpy.ndarray\", \"arraychunk_ids\": {ids}}}")
 }
 
 #[test]
 fn a_well_formed_hand_made_message_decodes() {
     let (id, objects) = message_with_array(&meta("float32", "[2, 3]", "[0]"), &[npy_2x3()]);
     let content = decode_message_content(&id, &objects).unwrap();
-    assert_eq!(
-        content.arrays("arrays").unwrap().get("x").unwrap().values,
-        [1.0; 6]
-    );
+    assert_eq!(content.arrays("arrays").unwrap().get("x").unwrap().values, [1.0; 6]);
 }
 
 #[test]
@@ -69,56 +53,21 @@ fn broken_arrays_are_typed_errors() {
     let npy = npy_2x3();
     let (a, b) = npy.split_at(50);
     let cases: Vec<(&str, String, Vec<Vec<u8>>)> = vec![
-        (
-            "wrong dtype",
-            meta("float16", "[2, 3]", "[0]"),
-            vec![npy.clone()],
-        ),
-        (
-            "shape mismatch",
-            meta("float32", "[3, 2]", "[0]"),
-            vec![npy.clone()],
-        ),
-        (
-            "chunk index out of range",
-            meta("float32", "[2, 3]", "[0, 1]"),
-            vec![npy.clone()],
-        ),
-        (
-            "chunks in the wrong order",
-            meta("float32", "[2, 3]", "[1, 0]"),
-            vec![a.to_vec(), b.to_vec()],
-        ),
-        (
-            "missing chunk",
-            meta("float32", "[2, 3]", "[0]"),
-            vec![npy[..npy.len() - 4].to_vec()],
-        ),
+        ("wrong dtype", meta("float16", "[2, 3]", "[0]"), vec![npy.clone()]),
+        ("shape mismatch", meta("float32", "[3, 2]", "[0]"), vec![npy.clone()]),
+        ("chunk index out of range", meta("float32", "[2, 3]", "[0, 1]"), vec![npy.clone()]),
+        ("chunks in the wrong order", meta("float32", "[2, 3]", "[1, 0]"), vec![a.to_vec(), b.to_vec()]),
+        ("missing chunk", meta("float32", "[2, 3]", "[0]"), vec![npy[..npy.len() - 4].to_vec()]),
         ("bad JSON", "{\"dtype\": ".to_string(), vec![npy.clone()]),
-        (
-            "negative index",
-            meta("float32", "[2, 3]", "[-1]"),
-            vec![npy.clone()],
-        ),
-        (
-            "wrong stype",
-            meta("float32", "[2, 3]", "[0]").replace("numpy.ndarray", "torch.Tensor"),
-            vec![npy.clone()],
-        ),
-        (
-            "not npy",
-            meta("float32", "[2, 3]", "[0]"),
-            vec![b"hello".to_vec()],
-        ),
+        ("negative index", meta("float32", "[2, 3]", "[-1]"), vec![npy.clone()]),
+        ("wrong stype", meta("float32", "[2, 3]", "[0]").replace("numpy.ndarray", "torch.Tensor"), vec![npy.clone()]),
+        ("not npy", meta("float32", "[2, 3]", "[0]"), vec![b"hello".to_vec()]),
     ];
     for (name, body, chunks) in cases {
         let (id, objects) = message_with_array(&body, &chunks);
         let result = decode_message_content(&id, &objects);
         assert!(
-            matches!(
-                result,
-                Err(FlowerError::Array { .. } | FlowerError::Decode { .. } | FlowerError::Npy(_))
-            ),
+            matches!(result, Err(FlowerError::Array { .. } | FlowerError::Decode { .. } | FlowerError::Npy(_))),
             "{name}: {result:?}"
         );
     }
@@ -130,10 +79,7 @@ fn repeated_chunks_cannot_blow_up_memory() {
     let count = MAX_ARRAY_BYTES / (1 << 20) + 1;
     let ids = format!("[{}]", vec!["0"; count].join(", "));
     let (id, objects) = message_with_array(&meta("float32", "[1]", &ids), &[chunk]);
-    assert!(matches!(
-        decode_message_content(&id, &objects),
-        Err(FlowerError::Array { .. })
-    ));
+    assert!(matches!(decode_message_content(&id, &objects), Err(FlowerError::Array { .. })));
 }
 
 #[test]
@@ -146,52 +92,24 @@ fn wrong_ids_types_and_heads_are_typed_errors() {
     let mut map = object_map(&objects);
     let (victim, _) = &objects[1];
     map.get_mut(victim).unwrap().push(b' ');
-    assert!(matches!(
-        decode_message_content(&root, &map),
-        Err(FlowerError::ObjectId { .. })
-    ));
+    assert!(matches!(decode_message_content(&root, &map), Err(FlowerError::ObjectId { .. })));
     // A missing object.
     let mut map = object_map(&objects);
     map.remove(&objects[0].0);
-    assert!(matches!(
-        decode_message_content(&root, &map),
-        Err(FlowerError::MissingObject(_))
-    ));
+    assert!(matches!(decode_message_content(&root, &map), Err(FlowerError::MissingObject(_))));
     // The root is not a Message.
     let map = object_map(&objects);
-    let dict = objects
-        .iter()
-        .find(|(_, b)| b.starts_with(b"RecordDict"))
-        .unwrap();
-    assert!(matches!(
-        decode_message_content(&dict.0, &map),
-        Err(FlowerError::Decode { .. })
-    ));
+    let dict = objects.iter().find(|(_, b)| b.starts_with(b"RecordDict")).unwrap();
+    assert!(matches!(decode_message_content(&dict.0, &map), Err(FlowerError::Decode { .. })));
     // A record dict pointing at an Array (not a record type), and a child list that lies.
     let chunk = make_object("ArrayChunk", &[], &npy_2x3());
-    let array = make_object(
-        "Array",
-        &[object_id(&chunk)],
-        meta("float32", "[2, 3]", "[0]").as_bytes(),
-    );
+    let array = make_object("Array", &[object_id(&chunk)], meta("float32", "[2, 3]", "[0]").as_bytes());
     for (type_name, children, body) in [
-        (
-            "RecordDict",
-            vec![object_id(&array)],
-            format!("{{\"a\": \"{}\"}}", object_id(&array)),
-        ),
-        (
-            "RecordDict",
-            vec![],
-            format!("{{\"a\": \"{}\"}}", object_id(&array)),
-        ),
+        ("RecordDict", vec![object_id(&array)], format!("{{\"a\": \"{}\"}}", object_id(&array))),
+        ("RecordDict", vec![], format!("{{\"a\": \"{}\"}}", object_id(&array))),
         ("RecordDict", vec![object_id(&array)], "{}".to_string()),
         ("RecordDict", vec![], "[\"a\"]".to_string()),
-        (
-            "RecordDict",
-            vec![],
-            "{\"a\": \"x\", \"a\": \"x\"}".to_string(),
-        ),
+        ("RecordDict", vec![], "{\"a\": \"x\", \"a\": \"x\"}".to_string()),
     ] {
         let dict = make_object(type_name, &children, body.as_bytes());
         let msg = make_object("Message", &[object_id(&dict)], b"");
@@ -200,13 +118,7 @@ fn wrong_ids_types_and_heads_are_typed_errors() {
             .map(|b| (object_id(&b), b))
             .collect();
         let result = decode_message_content(&object_id(&msg), &map);
-        assert!(
-            matches!(
-                result,
-                Err(FlowerError::Decode { .. } | FlowerError::MissingObject(_))
-            ),
-            "{body}: {result:?}"
-        );
+        assert!(matches!(result, Err(FlowerError::Decode { .. } | FlowerError::MissingObject(_))), "{body}: {result:?}");
     }
     // Heads: absurd or wrong lengths, missing NUL, too many fields.
     for bytes in [
@@ -216,10 +128,7 @@ fn wrong_ids_types_and_heads_are_typed_errors() {
         b"Message a b 0\x00".to_vec(),
         b"\xff\xfe 0\x00".to_vec(),
     ] {
-        assert!(
-            matches!(parse_object(&bytes), Err(FlowerError::Decode { .. })),
-            "{bytes:?}"
-        );
+        assert!(matches!(parse_object(&bytes), Err(FlowerError::Decode { .. })), "{bytes:?}");
     }
 }
 
@@ -286,28 +195,18 @@ fn seeded_random_mutations_never_panic() {
         let result = decode_message_content(&root_id, &object_map(&list));
         let key = match result {
             Ok(_) => "ok".to_string(),
-            Err(e) => format!("{e:?}")
-                .split([' ', '(', '{'])
-                .next()
-                .unwrap()
-                .to_string(),
+            Err(e) => format!("{e:?}").split([' ', '(', '{']).next().unwrap().to_string(),
         };
         *outcomes.entry(key).or_default() += 1;
     }
     eprintln!("mutation outcomes: {outcomes:?}");
-    assert!(
-        outcomes.len() >= 3,
-        "mutations reach several decoders: {outcomes:?}"
-    );
+    assert!(outcomes.len() >= 3, "mutations reach several decoders: {outcomes:?}");
 }
 
 #[test]
 fn truncated_and_flipped_bodies_never_panic() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let mut entries: Vec<_> = std::fs::read_dir(fixture_dir().join("run"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut entries: Vec<_> = std::fs::read_dir(fixture_dir().join("run")).unwrap().map(|e| e.unwrap().path()).collect();
     entries.sort();
     let mut errors = 0;
     for path in entries {

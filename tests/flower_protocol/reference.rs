@@ -15,38 +15,14 @@ use super::{b64, object_map, reference, reference_objects};
 pub fn expected_content() -> RecordDict {
     let lora_b: Vec<f32> = (0..32).map(|i| i as f32 / 7.0).collect();
     let arrays = ArrayRecord::default()
-        .with(
-            "lora_b",
-            NdArray::new(NpyDtype::F32, vec![4, 8], lora_b).unwrap(),
-        )
+        .with("lora_b", NdArray::new(NpyDtype::F32, vec![4, 8], lora_b).unwrap())
         .with(
             "half",
-            NdArray::new(
-                NpyDtype::F16,
-                vec![2, 3],
-                vec![
-                    0.5,
-                    -1.25,
-                    3.0,
-                    65504.0,
-                    half::f16::from_f32(1e-3).to_f32(),
-                    0.0,
-                ],
-            )
-            .unwrap(),
+            NdArray::new(NpyDtype::F16, vec![2, 3], vec![0.5, -1.25, 3.0, 65504.0, half::f16::from_f32(1e-3).to_f32(), 0.0]).unwrap(),
         )
-        .with(
-            "scalar",
-            NdArray::new(NpyDtype::F32, vec![], vec![2.5]).unwrap(),
-        )
-        .with(
-            "empty",
-            NdArray::new(NpyDtype::F32, vec![0, 3], vec![]).unwrap(),
-        )
-        .with(
-            "wide",
-            NdArray::new(NpyDtype::F64, vec![5], vec![-1.0, -0.5, 0.0, 0.5, 1.0]).unwrap(),
-        );
+        .with("scalar", NdArray::new(NpyDtype::F32, vec![], vec![2.5]).unwrap())
+        .with("empty", NdArray::new(NpyDtype::F32, vec![0, 3], vec![]).unwrap())
+        .with("wide", NdArray::new(NpyDtype::F64, vec![5], vec![-1.0, -0.5, 0.0, 0.5, 1.0]).unwrap());
     let config = ConfigRecord::default()
         .with("lr", Value::Double(0.1))
         .with("server-round", Value::Sint64(2))
@@ -67,10 +43,7 @@ pub fn expected_content() -> RecordDict {
         .with_arrays("arrays", arrays)
         .with_config("config", config)
         .with_metrics("metrics", metrics)
-        .with_config(
-            "copy",
-            ConfigRecord::default().with("lr", Value::Double(0.1)),
-        )
+        .with_config("copy", ConfigRecord::default().with("lr", Value::Double(0.1)))
 }
 
 fn tree_json(tree: &proto::ObjectTree) -> Json {
@@ -86,15 +59,7 @@ fn flwr_message_decodes_into_its_record_dict() {
     let id = message["message_id"].as_str().unwrap();
     let content = decode_message_content(id, &objects).unwrap();
     assert_eq!(content, expected_content());
-    assert_eq!(
-        content
-            .arrays("arrays")
-            .unwrap()
-            .get("lora_b")
-            .unwrap()
-            .shape,
-        [4, 8]
-    );
+    assert_eq!(content.arrays("arrays").unwrap().get("lora_b").unwrap().shape, [4, 8]);
     assert!(content.config("arrays").is_none());
 }
 
@@ -116,11 +81,7 @@ fn reply_encodes_to_flwr_ids_objects_and_tree() {
     // Post-order: every child comes before its parent.
     for (i, (_, bytes)) in encoded.objects.iter().enumerate() {
         for child in parse_object(bytes).unwrap().children {
-            let at = encoded
-                .objects
-                .iter()
-                .position(|(id, _)| id == child)
-                .unwrap();
+            let at = encoded.objects.iter().position(|(id, _)| id == child).unwrap();
             assert!(at < i);
         }
     }
@@ -131,10 +92,7 @@ fn error_reply_is_one_message_object_like_flwr() {
     let r = reference();
     let message = &r["error_message"];
     let metadata = proto::Metadata::decode(b64(&message["metadata"]).as_slice()).unwrap();
-    let error = proto::Error {
-        code: 2,
-        reason: "<class 'RuntimeError'>:<'asked to fail'>".into(),
-    };
+    let error = proto::Error { code: 2, reason: "<class 'RuntimeError'>:<'asked to fail'>".into() };
     let (pushed, encoded) = encode_reply(metadata, Err(&error)).unwrap();
     assert_eq!(encoded.message_id, message["message_id"].as_str().unwrap());
     assert_eq!(encoded.objects, reference_objects(message));
@@ -154,54 +112,23 @@ fn arrays_over_5_mib_split_into_chunks_like_flwr() {
             _ => vec![0.0; len],
         };
         let array = NdArray::new(NpyDtype::F32, vec![len], values).unwrap();
-        let content = RecordDict::new()
-            .with_arrays("arrays", ArrayRecord::default().with(name, array.clone()));
-        let metadata = proto::Metadata {
-            message_type: "train".into(),
-            ..Default::default()
-        };
+        let content = RecordDict::new().with_arrays("arrays", ArrayRecord::default().with(name, array.clone()));
+        let metadata = proto::Metadata { message_type: "train".into(), ..Default::default() };
         let (_, encoded) = encode_reply(metadata, Ok(&content)).unwrap();
-        let (array_id, array_object) = encoded
-            .objects
-            .iter()
-            .find(|(_, b)| b.starts_with(b"Array "))
-            .unwrap();
+        let (array_id, array_object) = encoded.objects.iter().find(|(_, b)| b.starts_with(b"Array ")).unwrap();
         assert_eq!(array_id, case["array_id"].as_str().unwrap(), "{name}");
         assert_eq!(array_object, &b64(&case["array_object"]), "{name}");
-        let chunk_ids: Vec<&str> = case["chunk_ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c.as_str().unwrap())
-            .collect();
+        let chunk_ids: Vec<&str> = case["chunk_ids"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
         assert_eq!(parse_object(array_object).unwrap().children, chunk_ids);
-        let chunks: Vec<&Vec<u8>> = encoded
-            .objects
-            .iter()
-            .filter(|(_, b)| b.starts_with(b"ArrayChunk"))
-            .map(|(_, b)| b)
-            .collect();
-        assert_eq!(
-            chunks.len(),
-            chunk_ids.len(),
-            "{name}: identical chunks once"
-        );
+        let chunks: Vec<&Vec<u8>> = encoded.objects.iter().filter(|(_, b)| b.starts_with(b"ArrayChunk")).map(|(_, b)| b).collect();
+        assert_eq!(chunks.len(), chunk_ids.len(), "{name}: identical chunks once");
         assert!(chunks.len() >= 2);
-        assert!(
-            chunks
-                .iter()
-                .all(|c| parse_object(c).unwrap().body.len() <= CHUNK_SIZE)
-        );
+        assert!(chunks.iter().all(|c| parse_object(c).unwrap().body.len() <= CHUNK_SIZE));
         let npy_len: usize = case["npy_len"].as_u64().unwrap() as usize;
         let slices = npy_len.div_ceil(CHUNK_SIZE);
-        assert!(
-            slices > chunks.len() || name == "ramp",
-            "{name}: a repeated chunk"
-        );
+        assert!(slices > chunks.len() || name == "ramp", "{name}: a repeated chunk");
         // And back.
-        let decoded =
-            decode_message_content(&encoded.message_id, &super::object_map(&encoded.objects))
-                .unwrap();
+        let decoded = decode_message_content(&encoded.message_id, &super::object_map(&encoded.objects)).unwrap();
         assert_eq!(decoded.arrays("arrays").unwrap().get(name), Some(&array));
     }
 }
@@ -217,27 +144,11 @@ fn payload_conversions_keep_names_shapes_and_values() {
     assert_eq!(names, ["empty", "half", "lora_b", "scalar", "wide"]);
     assert!(back.arrays.iter().all(|(_, a)| a.dtype == NpyDtype::F16));
     // Shape and values that disagree are a typed error.
-    let bad = ArrayRecord::default().with(
-        "x",
-        NdArray {
-            dtype: NpyDtype::F32,
-            shape: vec![2, 2],
-            values: vec![1.0],
-        },
-    );
-    assert!(matches!(
-        bad.to_payload(),
-        Err(fedvlm::flower::FlowerError::Array { .. })
-    ));
+    let bad = ArrayRecord::default().with("x", NdArray { dtype: NpyDtype::F32, shape: vec![2, 2], values: vec![1.0] });
+    assert!(matches!(bad.to_payload(), Err(fedvlm::flower::FlowerError::Array { .. })));
     let twice = ArrayRecord::default()
-        .with(
-            "x",
-            NdArray::new(NpyDtype::F32, vec![1], vec![1.0]).unwrap(),
-        )
-        .with(
-            "x",
-            NdArray::new(NpyDtype::F32, vec![1], vec![2.0]).unwrap(),
-        );
+        .with("x", NdArray::new(NpyDtype::F32, vec![1], vec![1.0]).unwrap())
+        .with("x", NdArray::new(NpyDtype::F32, vec![1], vec![2.0]).unwrap());
     assert!(twice.to_payload().is_err());
 }
 
@@ -249,21 +160,13 @@ fn wire_bytes_of_a_4x512_reply() {
     for dtype in [NpyDtype::F32, NpyDtype::F16] {
         let values: Vec<f32> = (0..2048).map(|i| (i as f32 * 0.37).sin()).collect();
         let content = RecordDict::new()
-            .with_arrays(
-                "arrays",
-                ArrayRecord::default()
-                    .with("lora_b", NdArray::new(dtype, vec![4, 512], values).unwrap()),
-            )
-            .with_metrics(
-                "metrics",
-                MetricRecord::default().with("num-examples", Value::Sint64(10)),
-            );
+            .with_arrays("arrays", ArrayRecord::default().with("lora_b", NdArray::new(dtype, vec![4, 512], values).unwrap()))
+            .with_metrics("metrics", MetricRecord::default().with("num-examples", Value::Sint64(10)));
         let metadata = proto::Metadata {
             run_id: 1_525_057_076_187_606_114,
             src_node_id: 8_896_973_510_274_497_631,
             dst_node_id: 1,
-            reply_to_message_id: "65894f79d1da58369da703490bd50029203c959eb114088a78a659de8a1aa580"
-                .into(),
+            reply_to_message_id: "65894f79d1da58369da703490bd50029203c959eb114088a78a659de8a1aa580".into(),
             group_id: "1".into(),
             ttl: 43_196.5,
             message_type: "train".into(),
@@ -273,9 +176,7 @@ fn wire_bytes_of_a_4x512_reply() {
             message_id: String::new(),
         };
         let (message, encoded) = encode_reply(metadata.clone(), Ok(&content)).unwrap();
-        let node = Some(proto::Node {
-            node_id: metadata.src_node_id,
-        });
+        let node = Some(proto::Node { node_id: metadata.src_node_id });
         let push = proto::PushMessagesRequest {
             node,
             messages_list: vec![message],
@@ -306,12 +207,6 @@ fn wire_bytes_of_a_4x512_reply() {
         );
         sizes.push(total);
     }
-    assert!(
-        sizes[0] > 2048 * 4 && sizes[0] < 2048 * 4 + 4096,
-        "{sizes:?}"
-    );
-    assert!(
-        sizes[1] > 2048 * 2 && sizes[1] < 2048 * 2 + 4096,
-        "{sizes:?}"
-    );
+    assert!(sizes[0] > 2048 * 4 && sizes[0] < 2048 * 4 + 4096, "{sizes:?}");
+    assert!(sizes[1] > 2048 * 2 && sizes[1] < 2048 * 2 + 4096, "{sizes:?}");
 }
