@@ -48,6 +48,7 @@ pub mod experiments;
 pub mod federated;
 #[cfg(feature = "flower")]
 pub mod flower;
+mod guard;
 pub mod lora;
 pub mod metrics;
 pub mod models;

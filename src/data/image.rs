@@ -257,10 +257,11 @@ impl ImageTransform {
                 reason: format!("channel {c} is {}", self.std[c]),
             });
         }
-        let expected = 3 * h * w;
-        if h == 0 || w == 0 || len != expected {
+        // Checked: `h` and `w` may come from a file header; an overflow is a shape error.
+        let expected = h.checked_mul(w).and_then(|n| n.checked_mul(3));
+        if h == 0 || w == 0 || expected != Some(len) {
             return Err(DataError::ImageShape {
-                expected,
+                expected: expected.unwrap_or(usize::MAX),
                 actual: len,
                 height: h,
                 width: w,

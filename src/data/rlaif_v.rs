@@ -45,6 +45,7 @@
 //! ```
 
 mod hub;
+mod parquet_guard;
 mod partition;
 mod reader;
 mod reservoir;

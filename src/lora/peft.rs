@@ -242,15 +242,21 @@ impl PeftAdapterConfig {
     /// Reads `dir/adapter_config.json`.
     ///
     /// # Errors
-    /// [`FedError::Io`] naming the file if it cannot be read, [`FedError::Json`] if it does not
-    /// parse (or lacks `r` / `lora_alpha`), and [`FedError::InvalidConfig`] naming the field for
+    /// [`FedError::Io`] naming the file if it cannot be read, [`FedError::InvalidConfig`] with
+    /// field `adapter_config.json` naming the file if it does not parse (or lacks `r` /
+    /// `lora_alpha`), and [`FedError::InvalidConfig`] naming the field for
     /// what fedvlm cannot represent: `peft_type` other than `LORA`, `bias` other than `none`,
     /// `use_dora`, `lora_bias`, a non-empty `rank_pattern` / `alpha_pattern` or
     /// `modules_to_save`, `r` = 0.
     pub fn read(dir: impl AsRef<Path>) -> Result<Self> {
         let path = dir.as_ref().join(PEFT_CONFIG_FILE);
         let text = std::fs::read(&path).map_err(|e| FedError::io(&path, e))?;
-        let raw: RawConfig = serde_json::from_slice(&text)?;
+        let raw: RawConfig = serde_json::from_slice(&text).map_err(|e| {
+            FedError::config(
+                "adapter_config.json",
+                format!("{} does not parse: {e}", path.display()),
+            )
+        })?;
         let unsupported = |field: &'static str, what: String| {
             Err(FedError::config(
                 field,
@@ -552,7 +558,8 @@ fn config_json(export: &PeftExport, targets: &[&str]) -> Value {
 ///
 /// # Errors
 /// * [`FedError::Io`] naming `adapter_config.json` or `adapter_model.safetensors` when one is
-///   missing or unreadable; [`FedError::Json`] for a config that does not parse.
+///   missing or unreadable; [`FedError::InvalidConfig`] naming `adapter_config.json` for a
+///   config that does not parse.
 /// * [`FedError::InvalidConfig`] with field `r` or `lora_alpha` when the rank or scaling
 ///   differs, or naming the unsupported feature (see [`PeftAdapterConfig::read`]).
 /// * [`FedError::Payload`] with [`PayloadError::UnknownTensor`] naming a file key that matches

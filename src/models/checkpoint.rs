@@ -21,6 +21,10 @@ use burn_store::{
 };
 
 use super::WeightsError;
+use crate::guard::no_panic;
+
+/// The dependency named when it panics.
+const BURN_STORE: &str = "burn-store's checkpoint reader";
 
 /// How a checkpoint file is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,13 +73,16 @@ impl Checkpoint {
     /// [`WeightsError::Read`] if the file cannot be read.
     pub(crate) fn open_as(path: &Path, format: Format) -> Result<Self, WeightsError> {
         let file = path.display().to_string();
-        let snapshots = match format {
+        // burn-store's readers (the `.pth` zip and pickle reader above all) can panic on
+        // corrupt bytes: the read runs under `no_panic` and a panic is a `Read` error.
+        let snapshots = no_panic(BURN_STORE, || match format {
             Format::Safetensors => all_snapshots(&mut SafetensorsStore::from_file(path)),
             Format::Pytorch => {
                 all_snapshots(&mut PytorchStore::from_file(path).map_indices_contiguous(false))
             }
-        };
-        let snapshots = snapshots.map_err(|reason| read_error(&file, reason))?;
+        })
+        .and_then(|snapshots| snapshots)
+        .map_err(|reason| read_error(&file, reason))?;
         Ok(Self { file, snapshots })
     }
 
@@ -160,7 +167,21 @@ impl Checkpoint {
         filter: Option<PathFilter>,
         adapter: Box<dyn ModuleAdapter>,
     ) -> ApplyResult {
-        module.apply(self.snapshots.clone(), filter, Some(adapter), true)
+        // Tensor data is read lazily here, where burn-store may panic on a corrupt file: a
+        // panic becomes a load error (the module is then discarded by the caller's check).
+        no_panic(BURN_STORE, || {
+            module.apply(self.snapshots.clone(), filter, Some(adapter), true)
+        })
+        .unwrap_or_else(|message| ApplyResult {
+            applied: Vec::new(),
+            skipped: Vec::new(),
+            missing: Vec::new(),
+            unused: Vec::new(),
+            errors: vec![ApplyError::LoadError {
+                path: "(tensor data)".to_string(),
+                message,
+            }],
+        })
     }
 }
 

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod florence2_wide;
+pub mod mutate;
 
 use std::path::{Path, PathBuf};
 

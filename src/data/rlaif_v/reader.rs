@@ -11,6 +11,7 @@ use parquet::record::reader::TreeBuilder;
 use parquet::record::{Field, Row};
 use parquet::schema::types::{SchemaDescriptor, Type, TypePtr};
 
+use super::parquet_guard::{check_column_chunks, parquet_call, parquet_step};
 use super::reservoir::{Reservoir, Ticket, source_seed};
 use super::sample::{
     ImageCheck, RlaifVOptions, RlaifVSample, RlaifVSkip, RlaifVSummary, decode_image,
@@ -324,10 +325,13 @@ fn read_file(
     on_sample: &mut impl FnMut(RlaifVSample),
 ) -> Result<(), DataError> {
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let reader = SerializedFileReader::new(file).map_err(|e| DataError::NotParquet {
+    let not_parquet = |reason: String| DataError::NotParquet {
         path: path.display().to_string(),
-        reason: e.to_string(),
-    })?;
+        reason,
+    };
+    // The parquet crate can panic on corrupt bytes: every call into it that reads the file
+    // is checked or guarded (see `parquet_guard`), and a panic is a typed error too.
+    let reader = parquet_call(|| SerializedFileReader::new(file)).map_err(not_parquet)?;
     let root = reader
         .metadata()
         .file_metadata()
@@ -337,27 +341,34 @@ fn read_file(
     let source_file: Arc<Path> = Arc::from(path);
     let mut row = 0;
     for row_group in 0..reader.num_row_groups() {
-        let read_error = |e: parquet::errors::ParquetError| DataError::ParquetRead {
+        let read_error = |reason: String| DataError::ParquetRead {
             path: path.display().to_string(),
             row_group,
-            reason: e.to_string(),
+            reason,
         };
+
         if limit_reached(summary, options) {
             summary.stopped_early = true;
             return Ok(());
         }
         summary.row_groups += 1;
-        let group = reader.get_row_group(row_group).map_err(read_error)?;
-        let rows = TreeBuilder::new()
-            .with_batch_size(ROW_BATCH)
-            .as_iter(descr.clone(), group.as_ref())
-            .map_err(read_error)?;
-        for (row_in_group, record) in rows.enumerate() {
+        check_column_chunks(reader.metadata().row_group(row_group)).map_err(read_error)?;
+        let group = parquet_call(|| reader.get_row_group(row_group)).map_err(read_error)?;
+        let mut rows = parquet_call(|| {
+            TreeBuilder::new()
+                .with_batch_size(ROW_BATCH)
+                .as_iter(descr.clone(), group.as_ref())
+        })
+        .map_err(read_error)?;
+        for row_in_group in 0.. {
             if limit_reached(summary, options) {
                 summary.stopped_early = true;
                 return Ok(());
             }
-            let record = record.map_err(read_error)?;
+            let Some(record) = parquet_step(|| rows.next()).map_err(read_error)? else {
+                break;
+            };
+            let record = record.map_err(|e| read_error(e.to_string()))?;
             summary.rows_seen += 1;
             let verdict = match fields(record) {
                 Err(reason) => Err(reason),

@@ -73,8 +73,12 @@ impl<B: Backend> Florence2<B> {
     /// offending key.
     pub fn load(dir: impl AsRef<Path>, device: &B::Device) -> Result<Self, WeightsError> {
         let dir = dir.as_ref();
-        let (config, layout) = Florence2Config::from_file(dir.join("config.json"))
+        let config_path = dir.join("config.json");
+        let (config, layout) = Florence2Config::from_file(&config_path)
             .map_err(|e| WeightsError::InvalidConfig(e.to_string()))?;
+        check_sizes(&config).map_err(|reason| {
+            WeightsError::InvalidConfig(format!("{reason} (in {})", config_path.display()))
+        })?;
         let weights = weights_file(dir, layout)?;
         Self::load_file(&weights, &config, layout, device)
     }
@@ -93,6 +97,7 @@ impl<B: Backend> Florence2<B> {
         config
             .validate()
             .map_err(|e| WeightsError::InvalidConfig(e.to_string()))?;
+        check_sizes(config).map_err(WeightsError::InvalidConfig)?;
         check_no_stray_keys(path, layout)?;
         let (vision_tower, multi_modal_projector) = match layout {
             CheckpointLayout::Native => load_native(path, &config.vision, device)?,
@@ -109,6 +114,114 @@ impl<B: Backend> Florence2<B> {
             language_model,
         })
     }
+}
+
+/// Upper bounds on a loaded configuration's sizes, far above every published Florence-2
+/// (large: `d_model` 1024, vocabulary 51,289, 12 layers, stage widths up to 2048, depths up to
+/// 9). A `config.json` past them is refused before the model is built: some parts are built
+/// eagerly (layer lists, the temporal embedding table), so a hostile size would exhaust memory
+/// or run for hours instead of failing on the first shape.
+const MAX_WIDTH: usize = 1 << 14;
+/// Most layers per encoder, decoder or vision stage.
+const MAX_LAYERS: usize = 128;
+/// Largest vocabulary.
+const MAX_VOCAB: usize = 1 << 20;
+/// Most text positions.
+const MAX_TEXT_POSITIONS: usize = 1 << 16;
+/// Most image positions or frames.
+const MAX_VISION_POSITIONS: usize = 1 << 12;
+/// Largest vision MLP ratio.
+const MAX_MLP_RATIO: f64 = 64.0;
+
+/// Refuses a configuration with a size past the bounds above, naming the field.
+fn check_sizes(config: &Florence2Config) -> Result<(), String> {
+    let (text, vision) = (&config.text, &config.vision);
+    let scalars = [
+        ("text_config.vocab_size", text.vocab_size, MAX_VOCAB),
+        (
+            "text_config.max_position_embeddings",
+            text.max_position_embeddings,
+            MAX_TEXT_POSITIONS,
+        ),
+        ("text_config.d_model", text.d_model, MAX_WIDTH),
+        (
+            "text_config.encoder_layers",
+            text.encoder_layers,
+            MAX_LAYERS,
+        ),
+        (
+            "text_config.decoder_layers",
+            text.decoder_layers,
+            MAX_LAYERS,
+        ),
+        (
+            "text_config.encoder_ffn_dim",
+            text.encoder_ffn_dim,
+            4 * MAX_WIDTH,
+        ),
+        (
+            "text_config.decoder_ffn_dim",
+            text.decoder_ffn_dim,
+            4 * MAX_WIDTH,
+        ),
+        ("vision_config.in_channels", vision.in_channels, MAX_WIDTH),
+        ("vision_config.window_size", vision.window_size, MAX_WIDTH),
+        (
+            "vision_config.projection_dim",
+            vision.projection_dim,
+            MAX_WIDTH,
+        ),
+        (
+            "vision_config.max_position_embeddings",
+            vision.max_position_embeddings,
+            MAX_VISION_POSITIONS,
+        ),
+        (
+            "vision_config.max_temporal_embeddings",
+            vision.max_temporal_embeddings,
+            MAX_VISION_POSITIONS,
+        ),
+    ];
+    let lists = [
+        ("vision_config.depths", &vision.depths, MAX_LAYERS),
+        ("vision_config.embed_dim", &vision.embed_dim, MAX_WIDTH),
+        ("vision_config.patch_size", &vision.patch_size, MAX_WIDTH),
+        (
+            "vision_config.patch_stride",
+            &vision.patch_stride,
+            MAX_WIDTH,
+        ),
+        (
+            "vision_config.patch_padding",
+            &vision.patch_padding,
+            MAX_WIDTH,
+        ),
+        ("vision_config.num_heads", &vision.num_heads, MAX_WIDTH),
+        ("vision_config.num_groups", &vision.num_groups, MAX_WIDTH),
+    ];
+    let too_large = |field: &str, value: String, max: String| {
+        Err(format!(
+            "`{field}` is {value}, more than this loader accepts ({max})"
+        ))
+    };
+    for (field, value, max) in scalars {
+        if value > max {
+            return too_large(field, value.to_string(), max.to_string());
+        }
+    }
+    for (field, values, max) in lists {
+        if let Some(&value) = values.iter().find(|&&v| v > max) {
+            return too_large(field, value.to_string(), max.to_string());
+        }
+    }
+    if !(vision.mlp_ratio.is_finite() && vision.mlp_ratio <= MAX_MLP_RATIO) {
+        return too_large(
+            "vision_config.mlp_ratio",
+            vision.mlp_ratio.to_string(),
+            MAX_MLP_RATIO.to_string(),
+        );
+    }
+    Ok(())
 }
 
 /// Every key must belong to one of the parts (each part's loader checks its own keys).

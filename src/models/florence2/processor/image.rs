@@ -23,6 +23,11 @@ use serde::Deserialize;
 use super::ProcessorError;
 use super::resize::{Resample, resize_rgb8};
 
+/// The largest output height or width [`preprocess_rgb8`] makes (and a
+/// `preprocessor_config.json` may ask for): 8,192 pixels, ten times Florence-2's 768, small
+/// enough that `3 * H * W` values fit in memory.
+const MAX_OUTPUT_SIDE: usize = 8_192;
+
 /// ImageNet's channel means, Florence-2's `image_mean`.
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 /// ImageNet's channel standard deviations, Florence-2's `image_std`.
@@ -116,8 +121,16 @@ impl ImageConfig {
         let mut config = Self::default();
         if let Some(size) = json.size {
             match (size.height, size.width, size.shortest_edge) {
-                (Some(h), Some(w), _) if h > 0 && w > 0 => config = config.with_size(h, w),
-                _ => return Err(bad("`size` must have positive `height` and `width`".into())),
+                (Some(h), Some(w), _)
+                    if (1..=MAX_OUTPUT_SIDE).contains(&h) && (1..=MAX_OUTPUT_SIDE).contains(&w) =>
+                {
+                    config = config.with_size(h, w)
+                }
+                _ => {
+                    return Err(bad(format!(
+                        "`size` must have `height` and `width` in 1..={MAX_OUTPUT_SIDE}"
+                    )));
+                }
             }
         }
         if json.do_center_crop == Some(true) {
@@ -206,7 +219,8 @@ pub fn preprocess_rgb8(
     height: usize,
     config: &ImageConfig,
 ) -> Result<Vec<f32>, ProcessorError> {
-    if width == 0 || height == 0 || rgb.len() != width * height * 3 {
+    let expected = width.checked_mul(height).and_then(|n| n.checked_mul(3));
+    if width == 0 || height == 0 || expected != Some(rgb.len()) {
         return Err(ProcessorError::ImageShape(format!(
             "{} bytes for a {width}x{height} RGB image",
             rgb.len()
@@ -214,11 +228,7 @@ pub fn preprocess_rgb8(
     }
     let resized;
     let pixels = if config.do_resize {
-        if config.width == 0 || config.height == 0 {
-            return Err(ProcessorError::ImageShape(
-                "output size must be positive".into(),
-            ));
-        }
+        check_output_size(config)?;
         resized = resize_rgb8(
             rgb,
             width,
@@ -254,11 +264,26 @@ pub fn preprocess_rgb8(
     Ok(out)
 }
 
+/// Refuses an output size of zero or above [`MAX_OUTPUT_SIDE`] (the resize tables and the
+/// output are sized by it).
+fn check_output_size(config: &ImageConfig) -> Result<(), ProcessorError> {
+    let side = 1..=MAX_OUTPUT_SIDE;
+    if side.contains(&config.width) && side.contains(&config.height) {
+        Ok(())
+    } else {
+        Err(ProcessorError::ImageShape(format!(
+            "output size {}x{} must be in 1..={MAX_OUTPUT_SIDE} on each side",
+            config.width, config.height
+        )))
+    }
+}
+
 /// Pre-processes a batch of decoded images into `[N, 3, H, W]` pixel values.
 pub fn preprocess_images(
     images: &[DynamicImage],
     config: &ImageConfig,
 ) -> Result<PixelValues, ProcessorError> {
+    check_output_size(config)?;
     let mut data = Vec::with_capacity(images.len() * 3 * config.height * config.width);
     for image in images {
         let (rgb, w, h) = to_rgb8(image);
