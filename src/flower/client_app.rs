@@ -89,6 +89,9 @@ pub struct MessageStatsReport {
     pub handler_seconds: f64,
 }
 
+/// A callback told what the node did after every reply.
+type Observer = Box<dyn FnMut(&NodeReport)>;
+
 /// One fedvlm client answering a Flower SuperLink's instructions.
 pub struct NodeApp<B: AutodiffBackend, T: FederatedTask<B>> {
     task: T,
@@ -98,7 +101,7 @@ pub struct NodeApp<B: AutodiffBackend, T: FederatedTask<B>> {
     wire: NpyDtype,
     state_dir: Option<ClientStateDir>,
     pending: Option<NodeReport>,
-    observer: Option<Box<dyn FnMut(&NodeReport)>>,
+    observer: Option<Observer>,
 }
 
 impl<B: AutodiffBackend, T: FederatedTask<B>> NodeApp<B, T> {
