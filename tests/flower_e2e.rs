@@ -20,13 +20,14 @@
 mod flower_common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use burn::backend::{Autodiff, Flex};
 use flower_common::{
-    Processes, flwr_venv, free_port, venv_command, wait_for_port, write_flwr_home,
+    Processes, app_dir, check_aggregates, flwr_run, flwr_venv, free_port, node_binary, node_events,
+    tail, venv_command, wait_for_event, wait_for_port, write_flwr_home,
 };
 use serde_json::Value;
 
@@ -38,65 +39,6 @@ type B = Autodiff<Flex>;
 
 const NODES: usize = 3;
 const ROUNDS: u64 = 3;
-
-/// The example binary `flower_node`, built by `cargo test` beside the test binaries.
-fn node_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    let binary = dir.join("examples").join("flower_node");
-    if !binary.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--example", "flower_node"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("cargo build --example flower_node");
-        assert!(status.success(), "cargo build --example flower_node failed");
-    }
-    assert!(binary.exists(), "{} missing", binary.display());
-    binary
-}
-
-fn app_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/flower_app")
-}
-
-/// `FEDVLM_NODE {json}` lines of a node's log.
-fn node_events(log: &Path) -> Vec<Value> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.strip_prefix("FEDVLM_NODE "))
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn wait_for_event(
-    log: &Path,
-    timeout: Duration,
-    what: &str,
-    pick: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Some(event) = node_events(log).into_iter().find(|e| pick(e)) {
-            return event;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!(
-        "{what}: not seen in {} after {timeout:?}\n{}",
-        log.display(),
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
-}
-
-fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text[text.len().saturating_sub(n)..].to_string()
-}
 
 fn node_command(binary: &Path, port: u16, partition: usize, state: &Path) -> Command {
     let mut command = Command::new(binary);
@@ -116,39 +58,6 @@ fn node_command(binary: &Path, port: u16, partition: usize, state: &Path) -> Com
         "10",
     ]);
     command
-}
-
-/// `flwr run` of the app; returns the result JSON it wrote.
-fn flwr_run(
-    procs: &mut Processes,
-    venv: &Path,
-    home: &Path,
-    work: &Path,
-    name: &str,
-    config: &str,
-) -> Value {
-    let result = work.join(format!("{name}.json"));
-    let run_config = format!(
-        "initial-arrays='{}' result-path='{}' round-timeout=90.0 {config}",
-        work.join("init.npz").display(),
-        result.display()
-    );
-    let mut run = venv_command(venv, "flwr", home);
-    run.arg("run")
-        .arg(app_dir())
-        .args(["ci", "--stream", "--run-config", &run_config]);
-    let log = work.join(format!("{name}.log"));
-    procs.spawn(name, run, &log);
-    let status = procs.wait(name, Duration::from_secs(300));
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(
-        status.is_some_and(|s| s.success()) && text.contains("FEDVLM_RESULT"),
-        "flwr run {name}: {status:?}\n{}\n--- superlink\n{}\n--- supernode\n{}",
-        tail(&log, 6000),
-        tail(&work.join("superlink.log"), 3000),
-        tail(&work.join("supernode.log"), 3000)
-    );
-    serde_json::from_slice(&std::fs::read(&result).expect("result json")).expect("parse result")
 }
 
 /// The in-process simulation of the same federation: per round, per client, (accuracy, loss).
@@ -176,57 +85,6 @@ fn simulated() -> Vec<Vec<(f64, f64)>> {
                 .collect()
         })
         .collect()
-}
-
-fn values(array: &Value) -> Vec<f64> {
-    array["values"]
-        .as_array()
-        .expect("values")
-        .iter()
-        .map(|v| v.as_f64().expect("number"))
-        .collect()
-}
-
-/// Checks that each round's aggregate is the example-weighted mean of the valid train replies,
-/// and that no reply carries `lora_a`; returns the names seen.
-fn check_aggregates(result: &Value) -> Vec<String> {
-    let mut names = Vec::new();
-    let aggregates = result["aggregates"].as_array().expect("aggregates");
-    for (train, aggregate) in result["train"].as_array().unwrap().iter().zip(aggregates) {
-        let round = &train["round"];
-        let mut sum: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-        let mut total = 0.0;
-        for reply in train["replies"].as_array().unwrap() {
-            if !reply["error"].is_null() {
-                continue;
-            }
-            let weight = reply["metrics"]["num-examples"]
-                .as_f64()
-                .expect("num-examples");
-            total += weight;
-            for (name, array) in reply["arrays"]["arrays"].as_object().expect("arrays") {
-                names.push(name.clone());
-                let v = values(array);
-                let acc = sum
-                    .entry(name.clone())
-                    .or_insert_with(|| vec![0.0; v.len()]);
-                acc.iter_mut().zip(&v).for_each(|(a, x)| *a += weight * x);
-            }
-        }
-        assert!(total > 0.0, "round {round}: no valid train reply");
-        for (name, acc) in &sum {
-            let got = values(&aggregate["arrays"][name]);
-            assert_eq!(got.len(), acc.len(), "round {round} {name}");
-            for (g, a) in got.iter().zip(acc) {
-                let mean = a / total;
-                assert!(
-                    (g - mean).abs() <= 1e-6 + 1e-5 * mean.abs(),
-                    "round {round} {name}: server {g} vs weighted mean {mean}"
-                );
-            }
-        }
-    }
-    names
 }
 
 #[test]

@@ -5,12 +5,12 @@
 
 mod common;
 
-use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
 
 use burn::backend::{Autodiff, Flex};
 use common::florence2_wide::{WIDE_IMAGE_SIZE, offline_options, wide_florence2_folder};
+use common::rlaif_shards::write_dataset;
 use fedvlm::data::{RlaifV, RlaifVOptions};
 use fedvlm::experiments::rlaif::{
     ANSWERS_FILE, RlaifConfig, RlaifData, RunInputs, build_cache, build_client_models, freeze_base,
@@ -21,11 +21,6 @@ use fedvlm::federated::{JsonlWriter, RoundReport, ShareSpec, collect_shared};
 use fedvlm::models::florence2::processor::Florence2Processor;
 use fedvlm::models::florence2::{Florence2, Florence2Pipeline, GenerationConfig};
 use fedvlm::{FedError, LoraConfig, Sharing};
-use image::{DynamicImage, ImageFormat, RgbImage};
-use parquet::data_type::{ByteArray, ByteArrayType};
-use parquet::file::properties::WriterProperties;
-use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter};
-use parquet::schema::parser::parse_message_type;
 
 type B = Autodiff<Flex>;
 
@@ -34,83 +29,6 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The columns of RLAIF-V that the reader needs, as pyarrow writes them.
-const SCHEMA: &str = "
-message schema {
-  optional group image {
-    optional binary bytes;
-    optional binary path (STRING);
-  }
-  optional binary question (STRING);
-  optional binary chosen (STRING);
-  optional binary origin_dataset (STRING);
-}";
-
-fn encoded(seed: u8, format: ImageFormat) -> Vec<u8> {
-    let img = RgbImage::from_fn(40, 28, |x, y| {
-        image::Rgb([
-            (x * 7) as u8 ^ seed,
-            (y * 13) as u8,
-            seed.wrapping_mul(31).wrapping_add((x * y) as u8),
-        ])
-    });
-    let mut buf = Vec::new();
-    DynamicImage::ImageRgb8(img)
-        .write_to(&mut Cursor::new(&mut buf), format)
-        .expect("encode");
-    buf
-}
-
-fn write_column(
-    rg: &mut SerializedRowGroupWriter<'_, std::fs::File>,
-    values: &[Vec<u8>],
-    level: i16,
-) {
-    let mut col = rg.next_column().expect("next column").expect("a column");
-    let present: Vec<ByteArray> = values.iter().map(|v| ByteArray::from(v.clone())).collect();
-    col.typed::<ByteArrayType>()
-        .write_batch(&present, Some(&vec![level; values.len()]), None)
-        .expect("write column");
-    col.close().expect("close column");
-}
-
-/// Image bytes, question, chosen answer, source.
-type Row = (Vec<u8>, String, String, String);
-
-/// One shard: 8 rows of source `alpha_vqa` (JPEG) and 8 of `beta-caps` (PNG).
-fn write_dataset(dir: &Path) {
-    let mut rows: Vec<Row> = Vec::new();
-    let words = ["red", "blue", "green", "cat", "dog", "tree", "car", "sky"];
-    for i in 0..16u8 {
-        let (source, format) = if i % 2 == 0 {
-            ("alpha_vqa", ImageFormat::Jpeg)
-        } else {
-            ("beta-caps", ImageFormat::Png)
-        };
-        let w = words[(i as usize) % words.len()];
-        rows.push((
-            encoded(i, format),
-            format!("What colour is the {w}?"),
-            format!("The {w} is shown in picture {i}."),
-            source.to_string(),
-        ));
-    }
-    let schema = Arc::new(parse_message_type(SCHEMA).expect("schema"));
-    let props = Arc::new(WriterProperties::builder().build());
-    let path = dir.join("RLAIF-V-Dataset_000.parquet");
-    let file = std::fs::File::create(path).expect("create shard");
-    let mut writer = SerializedFileWriter::new(file, schema, props).expect("writer");
-    let mut rg = writer.next_row_group().expect("row group");
-    let col = |f: &dyn Fn(&Row) -> Vec<u8>| -> Vec<Vec<u8>> { rows.iter().map(f).collect() };
-    write_column(&mut rg, &col(&|r| r.0.clone()), 2);
-    write_column(&mut rg, &col(&|_| b"img.jpg".to_vec()), 2);
-    write_column(&mut rg, &col(&|r| r.1.clone().into_bytes()), 1);
-    write_column(&mut rg, &col(&|r| r.2.clone().into_bytes()), 1);
-    write_column(&mut rg, &col(&|r| r.3.clone().into_bytes()), 1);
-    rg.close().expect("close row group");
-    writer.close().expect("close writer");
 }
 
 fn config(rounds: u64) -> RlaifConfig {

@@ -1,0 +1,90 @@
+//! A tiny RLAIF-V parquet shard in the hub's schema, written by the tests: two source datasets,
+//! JPEG and PNG images.
+#![allow(dead_code)]
+
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::Arc;
+
+use image::{DynamicImage, ImageFormat, RgbImage};
+use parquet::data_type::{ByteArray, ByteArrayType};
+use parquet::file::properties::WriterProperties;
+use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter};
+use parquet::schema::parser::parse_message_type;
+
+/// The columns of RLAIF-V that the reader needs, as pyarrow writes them.
+const SCHEMA: &str = "
+message schema {
+  optional group image {
+    optional binary bytes;
+    optional binary path (STRING);
+  }
+  optional binary question (STRING);
+  optional binary chosen (STRING);
+  optional binary origin_dataset (STRING);
+}";
+
+fn encoded(seed: u8, format: ImageFormat) -> Vec<u8> {
+    let img = RgbImage::from_fn(40, 28, |x, y| {
+        image::Rgb([
+            (x * 7) as u8 ^ seed,
+            (y * 13) as u8,
+            seed.wrapping_mul(31).wrapping_add((x * y) as u8),
+        ])
+    });
+    let mut buf = Vec::new();
+    DynamicImage::ImageRgb8(img)
+        .write_to(&mut Cursor::new(&mut buf), format)
+        .expect("encode");
+    buf
+}
+
+fn write_column(
+    rg: &mut SerializedRowGroupWriter<'_, std::fs::File>,
+    values: &[Vec<u8>],
+    level: i16,
+) {
+    let mut col = rg.next_column().expect("next column").expect("a column");
+    let present: Vec<ByteArray> = values.iter().map(|v| ByteArray::from(v.clone())).collect();
+    col.typed::<ByteArrayType>()
+        .write_batch(&present, Some(&vec![level; values.len()]), None)
+        .expect("write column");
+    col.close().expect("close column");
+}
+
+/// Image bytes, question, chosen answer, source.
+type Row = (Vec<u8>, String, String, String);
+
+/// One shard: 8 rows of source `alpha_vqa` (JPEG) and 8 of `beta-caps` (PNG).
+pub fn write_dataset(dir: &Path) {
+    let mut rows: Vec<Row> = Vec::new();
+    let words = ["red", "blue", "green", "cat", "dog", "tree", "car", "sky"];
+    for i in 0..16u8 {
+        let (source, format) = if i % 2 == 0 {
+            ("alpha_vqa", ImageFormat::Jpeg)
+        } else {
+            ("beta-caps", ImageFormat::Png)
+        };
+        let w = words[(i as usize) % words.len()];
+        rows.push((
+            encoded(i, format),
+            format!("What colour is the {w}?"),
+            format!("The {w} is shown in picture {i}."),
+            source.to_string(),
+        ));
+    }
+    let schema = Arc::new(parse_message_type(SCHEMA).expect("schema"));
+    let props = Arc::new(WriterProperties::builder().build());
+    let path = dir.join("RLAIF-V-Dataset_000.parquet");
+    let file = std::fs::File::create(path).expect("create shard");
+    let mut writer = SerializedFileWriter::new(file, schema, props).expect("writer");
+    let mut rg = writer.next_row_group().expect("row group");
+    let col = |f: &dyn Fn(&Row) -> Vec<u8>| -> Vec<Vec<u8>> { rows.iter().map(f).collect() };
+    write_column(&mut rg, &col(&|r| r.0.clone()), 2);
+    write_column(&mut rg, &col(&|_| b"img.jpg".to_vec()), 2);
+    write_column(&mut rg, &col(&|r| r.1.clone().into_bytes()), 1);
+    write_column(&mut rg, &col(&|r| r.2.clone().into_bytes()), 1);
+    write_column(&mut rg, &col(&|r| r.3.clone().into_bytes()), 1);
+    rg.close().expect("close row group");
+    writer.close().expect("close writer");
+}
