@@ -29,6 +29,8 @@ fn report(round: u64, accuracy: f64) -> RoundReport {
             global_test: None,
         }],
         rejected: vec![],
+        failed: vec![],
+        aggregated: true,
         mean_test: Some(metrics),
         mean_global_test: None,
         seconds: 0.2,

@@ -142,6 +142,18 @@ pub struct Args {
     /// 1 epoch (flags still override it).
     #[arg(long)]
     pub quick: bool,
+    /// Fault injection: drop each sampled client from a round with this probability (seeded).
+    #[arg(long)]
+    pub client_failure_rate: Option<f64>,
+    /// Aggregate only when at least this many updates arrive (Flower's min_fit_clients).
+    #[arg(long)]
+    pub min_fit_clients: Option<usize>,
+    /// Aggregate rounds in which some clients failed (Flower's accept_failures): true or false.
+    #[arg(long)]
+    pub accept_failures: Option<bool>,
+    /// Cap on the example count one update may claim (FedAvg's weight).
+    #[arg(long)]
+    pub max_examples_per_update: Option<u64>,
 }
 
 impl Args {
@@ -198,6 +210,18 @@ impl Args {
         c.cache = !self.no_cache;
         if let Some(precision) = self.prefix_precision {
             c.prefix_precision = precision;
+        }
+        if let Some(rate) = self.client_failure_rate {
+            c.failures.client_failure_rate = rate;
+        }
+        if let Some(min) = self.min_fit_clients {
+            c.failures.min_fit_clients = min;
+        }
+        if let Some(accept) = self.accept_failures {
+            c.failures.accept_failures = accept;
+        }
+        if self.max_examples_per_update.is_some() {
+            c.failures.max_examples_per_update = self.max_examples_per_update;
         }
         c
     }

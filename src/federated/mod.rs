@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod client;
 pub mod client_state;
 pub mod export;
+pub mod failures;
 pub mod federation;
 mod optimizer;
 pub mod prox;
@@ -29,6 +30,7 @@ pub use client::{
     ClientConfig, ClientModel, ClientRuntime, LocalTraining, OptimizerConfig, evaluate_model,
 };
 pub use client_state::{ClientStateDir, SavedClientState};
+pub use failures::FailurePolicy;
 pub use export::{LabelledRun, write_csv, write_svg_chart};
 pub use federation::Federation;
 pub use prox::{ProxAnchor, proximal_term};

@@ -56,12 +56,24 @@ pub struct RoundReport {
     pub clients: Vec<ClientRoundReport>,
     /// Updates the server refused.
     pub rejected: Vec<Rejection>,
+    /// Sampled clients that produced no update this round (their training failed, or fault
+    /// injection dropped them), with the reason; they are left out of the aggregate.
+    #[serde(default)]
+    pub failed: Vec<Rejection>,
+    /// Whether the server aggregated this round (`false`: too few accepted updates for
+    /// `min_fit_clients`, or failures with `accept_failures` off; the global state is unchanged).
+    #[serde(default = "aggregated_default")]
+    pub aggregated: bool,
     /// Unweighted mean over clients of the personalised test metrics.
     pub mean_test: Option<ClassificationMetrics>,
     /// Unweighted mean over clients of the global-test metrics.
     pub mean_global_test: Option<ClassificationMetrics>,
     /// Wall-clock seconds of the round.
     pub seconds: f64,
+}
+
+fn aggregated_default() -> bool {
+    true
 }
 
 impl RoundReport {

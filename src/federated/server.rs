@@ -56,6 +56,18 @@ impl<S: Strategy> Server<S> {
     /// non-finite value, the global state stays as it was (the error is returned in the last
     /// case).
     pub fn aggregate(&mut self, round: u64, updates: Vec<ClientUpdate>) -> Result<Vec<Rejection>> {
+        Ok(self.aggregate_at_least(round, updates, 1)?.0)
+    }
+
+    /// Like [`Server::aggregate`], but aggregates only when at least `min_accepted` updates
+    /// pass validation (Flower's `min_fit_clients`); returns the rejections and whether the
+    /// global state advanced. The updates' example counts must not overflow a `u64` in sum.
+    pub fn aggregate_at_least(
+        &mut self,
+        round: u64,
+        updates: Vec<ClientUpdate>,
+        min_accepted: usize,
+    ) -> Result<(Vec<Rejection>, bool)> {
         let mut accepted = Vec::with_capacity(updates.len());
         let mut rejected = Vec::new();
         for update in updates {
@@ -67,13 +79,22 @@ impl<S: Strategy> Server<S> {
                 }),
             }
         }
-        if accepted.is_empty() {
-            return Ok(rejected);
+        if accepted.is_empty() || accepted.len() < min_accepted {
+            return Ok((rejected, false));
         }
+        accepted
+            .iter()
+            .try_fold(0u64, |sum, u| sum.checked_add(u.payload.num_examples))
+            .ok_or_else(|| {
+                FedError::config(
+                    "num_examples",
+                    format!("round {round}: the updates' example counts overflow a u64 in sum"),
+                )
+            })?;
         let next = self.strategy.aggregate(round, &self.global, &accepted)?;
         next.check_matches(&self.global)?;
         self.global = next;
         self.global.round = round;
-        Ok(rejected)
+        Ok((rejected, true))
     }
 }

@@ -6,16 +6,17 @@ use std::time::Instant;
 use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
-use rand::{SeedableRng, rngs::ChaCha8Rng};
+use rand::{RngExt, SeedableRng, rngs::ChaCha8Rng};
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::Checkpoint;
+use super::failures::FailurePolicy;
 use super::client::{ClientConfig, ClientModel, ClientRuntime, OptimizerConfig, evaluate_model};
 use super::report::{ClientRoundReport, Rejection, RoundReport};
 use super::server::Server;
 use super::task::{FederatedTask, Split};
 use crate::error::{FedError, Result};
-use crate::lora::{ShareSpec, common_frozen_a};
+use crate::lora::{ShareSpec, check_trainable, common_frozen_a};
 use crate::metrics::{ClassificationMetrics, mean_metrics};
 use crate::params::{ClientUpdate, Payload, WireDtype};
 use crate::seed::mix_seed;
@@ -68,6 +69,10 @@ pub struct SimulationConfig {
     pub global_eval_every: u64,
     /// Show a progress bar on the terminal.
     pub progress: bool,
+    /// What a round does with failing clients (fault injection, `min_fit_clients`,
+    /// `accept_failures`, a cap on example counts).
+    #[serde(default)]
+    pub failures: FailurePolicy,
 }
 
 impl Default for SimulationConfig {
@@ -87,6 +92,7 @@ impl Default for SimulationConfig {
             evaluate_initial: true,
             global_eval_every: 1,
             progress: true,
+            failures: FailurePolicy::default(),
         }
     }
 }
@@ -100,6 +106,7 @@ impl SimulationConfig {
                 format!("must be in (0, 1], got {}", self.fraction),
             ));
         }
+        self.failures.validate()?;
         self.client_config().validate()
     }
 
@@ -158,6 +165,9 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
                 "models",
                 format!("{} models for {k} clients", models.len()),
             ));
+        }
+        for model in &models {
+            check_trainable(model, &spec)?;
         }
         let mut clients: Vec<ClientRuntime<B, T::Model>> = models
             .into_iter()
@@ -307,8 +317,17 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
 
         let mut updates = Vec::with_capacity(sampled.len());
         let mut training = Trained::new();
+        let (mut failed, mut rejected) = (Vec::new(), Vec::new());
         for &k in &sampled {
             let t0 = Instant::now();
+            bar.inc(1);
+            if self.dropped(round, k) {
+                failed.push(Rejection {
+                    client: k,
+                    reason: "dropped by fault injection (client_failure_rate)".into(),
+                });
+                continue;
+            }
             let client = &mut self.clients[k];
             // A client that missed the last broadcast downloads the current global state.
             let mut bytes_down = 0;
@@ -317,7 +336,17 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
                 bytes_down += down_bytes.len();
             }
             let prox = mu.map(|mu| (&download, mu));
-            let trained = client.train(&self.task, round, &client_config, prox)?;
+            // A client whose training fails is reported and left out; its model is unchanged.
+            let trained = match client.train(&self.task, round, &client_config, prox) {
+                Ok(trained) => trained,
+                Err(error) => {
+                    failed.push(Rejection {
+                        client: k,
+                        reason: error.to_string(),
+                    });
+                    continue;
+                }
+            };
             let up_bytes = trained.update.to_bytes(dtype)?;
             let seconds = t0.elapsed().as_secs_f64();
             training.insert(
@@ -330,24 +359,52 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
                     seconds,
                 ),
             );
-            // What the server receives is what was sent, decoded and validated.
-            let payload = Payload::from_bytes(&up_bytes)?;
-            updates.push(ClientUpdate { client: k, payload });
-            bar.inc(1);
-        }
-        let rejected = self.server.aggregate(round, updates)?;
-        // The server sends the new global state back to the round's participants.
-        let broadcast = self.server.global().to_bytes(dtype)?;
-        let received = Payload::from_bytes(&broadcast)?;
-        for &k in &sampled {
-            self.clients[k].receive(&received)?;
-            if let Some(entry) = training.get_mut(&k) {
-                entry.3 += broadcast.len();
+            // What the server receives is what was sent: decoded and validated on receipt,
+            // refused (and reported) when malformed or non-finite.
+            match Payload::from_bytes(&up_bytes) {
+                Ok(mut payload) => {
+                    if let Some(cap) = self.config.failures.max_examples_per_update {
+                        payload.num_examples = payload.num_examples.min(cap);
+                    }
+                    updates.push(ClientUpdate { client: k, payload });
+                }
+                Err(error) => rejected.push(Rejection {
+                    client: k,
+                    reason: format!("update refused on receipt: {error}"),
+                }),
             }
         }
-        let report = self.evaluate_round(round, &sampled, training, rejected, started)?;
+        let aggregate = self.config.failures.accept_failures || failed.is_empty();
+        let aggregated = if aggregate {
+            let min = self.config.failures.min_fit_clients;
+            let (refused, aggregated) = self.server.aggregate_at_least(round, updates, min)?;
+            rejected.extend(refused);
+            aggregated
+        } else {
+            false
+        };
+        // The server sends the global state (new, or unchanged) back to the round's
+        // participants.
+        let broadcast = self.server.global().to_bytes(dtype)?;
+        let received = Payload::from_bytes(&broadcast)?;
+        for (&k, entry) in training.iter_mut() {
+            self.clients[k].receive(&received)?;
+            entry.3 += broadcast.len();
+        }
+        let mut report = self.evaluate_round(round, &sampled, training, rejected, started)?;
+        report.failed = failed;
+        report.aggregated = aggregated;
         self.next_round += 1;
         Ok(report)
+    }
+
+    /// Whether fault injection drops client `k` from `round`.
+    fn dropped(&self, round: u64, k: usize) -> bool {
+        let rate = self.config.failures.client_failure_rate;
+        rate > 0.0
+            && ChaCha8Rng::seed_from_u64(mix_seed(&[self.config.seed, round, k as u64, 4]))
+                .random::<f64>()
+                < rate
     }
 
     fn evaluate_round(
@@ -403,6 +460,8 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
             mean_global_test: mean_of(|c| c.global_test),
             clients,
             rejected,
+            failed: Vec::new(),
+            aggregated: true,
             seconds: started.elapsed().as_secs_f64(),
         })
     }

@@ -1,10 +1,11 @@
 //! Applying a [`Sharing`] rule's trainability to every adapter of a model.
 
-use burn::module::{ModuleMapper, Param};
+use burn::module::{ModuleMapper, ModuleVisitor, Param};
 use burn::prelude::*;
 
-use super::Sharing;
 use super::layer::set_trainable;
+use super::{ShareSpec, Sharing};
+use crate::error::{FedError, Result};
 use crate::params::path::{PathTracker, TensorRole};
 
 /// Sets `require_grad` of every adapter matrix of `module` as `sharing` says (FFA-LoRA freezes
@@ -52,5 +53,48 @@ impl<B: Backend> ModuleMapper<B> for TrainabilityMapper {
             Some(trainable) => set_trainable(param, trainable),
             None => param,
         }
+    }
+}
+
+/// Checks that every trainable parameter of `module` is part of the federated state `spec`
+/// describes: an adapter matrix or a shared extra (`ShareSpec::also_share`). A parameter the
+/// user left trainable elsewhere (a base weight that `freeze_all` would have frozen) would be
+/// trained silently, never shared and never checkpointed: that is an error.
+pub fn check_trainable<B: Backend, M: Module<B>>(module: &M, spec: &ShareSpec) -> Result<()> {
+    struct Stray<'a> {
+        path: PathTracker,
+        spec: &'a ShareSpec,
+        found: Vec<String>,
+    }
+    impl<B: Backend> ModuleVisitor<B> for Stray<'_> {
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            self.path.enter(name, container_type);
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.exit();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let path = self.path.path();
+            if param.is_require_grad() && !self.spec.is_client_state(&path, self.path.role()) {
+                self.found.push(path);
+            }
+        }
+    }
+    let mut stray = Stray {
+        path: PathTracker::default(),
+        spec,
+        found: Vec::new(),
+    };
+    module.visit(&mut stray);
+    match stray.found.first() {
+        None => Ok(()),
+        Some(first) => Err(FedError::config(
+            "models",
+            format!(
+                "{} parameter(s) outside the adapters are trainable but not shared, e.g. `{first}`: \
+                 freeze them (lora::freeze_all) or share them (ShareSpec::also_share)",
+                stray.found.len()
+            ),
+        )),
     }
 }

@@ -17,7 +17,7 @@ pub use config::LoraConfig;
 pub use exchange::{
     ShareSpec, apply_payload, collect_client_state, collect_shared, common_frozen_a,
 };
-pub use freeze::{apply_sharing, freeze_all};
+pub use freeze::{apply_sharing, check_trainable, freeze_all};
 pub use layer::{PersonalizedLora, set_trainable};
 pub use peft::{
     PEFT_CONFIG_FILE, PEFT_FORMAT_VERSION, PEFT_KEY_ROOT, PEFT_WEIGHTS_FILE, PeftAdapterConfig,

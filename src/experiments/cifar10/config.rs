@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FedError, Result};
+use crate::federated::FailurePolicy;
 use crate::federated::{OptimizerConfig, SimulationConfig, WireDtype};
 use crate::lora::LoraConfig;
 use crate::models::{AdapterTargets, MobileNetV3Arch};
@@ -55,6 +56,9 @@ pub struct Cifar10Config {
     pub global_eval_every: u64,
     /// Precision of the tensors on the wire.
     pub wire_dtype: WireDtype,
+    /// Failing clients: fault injection, `min_fit_clients`, `accept_failures`.
+    #[serde(default)]
+    pub failures: FailurePolicy,
 }
 
 impl Default for Cifar10Config {
@@ -81,6 +85,7 @@ impl Default for Cifar10Config {
             test_limit: None,
             global_eval_every: 10,
             wire_dtype: WireDtype::F32,
+            failures: FailurePolicy::default(),
         }
     }
 }
@@ -142,9 +147,11 @@ impl Cifar10Config {
             keep_optimizer_state: false,
             seed: self.seed,
             wire_dtype: self.wire_dtype,
+            failures: self.failures.clone(),
             evaluate_initial: true,
             global_eval_every: self.global_eval_every,
             progress,
+            ..SimulationConfig::default()
         }
     }
 

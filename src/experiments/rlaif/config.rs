@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FedError, Result};
+use crate::federated::FailurePolicy;
 use crate::federated::{OptimizerConfig, SimulationConfig, WireDtype};
 use crate::lora::{LoraConfig, Sharing};
 use crate::models::Precision;
@@ -69,6 +70,9 @@ pub struct RlaifConfig {
     pub seed: u64,
     /// Precision of the tensors on the wire.
     pub wire_dtype: WireDtype,
+    /// Failing clients: fault injection, `min_fit_clients`, `accept_failures`.
+    #[serde(default)]
+    pub failures: FailurePolicy,
 }
 
 impl Default for RlaifConfig {
@@ -101,6 +105,7 @@ impl Default for RlaifConfig {
             answer_max_new_tokens: 64,
             seed: 42,
             wire_dtype: WireDtype::F32,
+            failures: FailurePolicy::default(),
         }
     }
 }
@@ -223,9 +228,11 @@ impl RlaifConfig {
             keep_optimizer_state: false,
             seed: self.seed,
             wire_dtype: self.wire_dtype,
+            failures: self.failures.clone(),
             evaluate_initial: true,
             global_eval_every: 0,
             progress,
+            ..SimulationConfig::default()
         }
     }
 
