@@ -9,7 +9,7 @@ use fedvlm::federated::{ClientUpdate, Payload, TensorValues};
 use fedvlm::strategy::{
     Bulyan, DpClientSideFixedClipping, DpConfig, DpFixedClipping, FedAdagrad, FedAdam, FedAvg,
     FedAvgM, FedMedian, FedTrimmedAvg, FedYogi, Krum, MultiKrum, ServerOptConfig, Strategy,
-    StrategyKind, StrategyState, clip_update,
+    StrategyKind, StrategyState, clip_update, flower_weighted_average,
 };
 use serde_json::Value;
 
@@ -485,6 +485,23 @@ fn invalid_settings_are_typed_errors() {
             field,
         );
     }
+
+    // The public average checks its inputs.
+    let refs: Vec<&Payload> = six.iter().map(|u| &u.payload).collect();
+    assert!(flower_weighted_average(&global, &refs, &[0.5]).is_err());
+    assert!(flower_weighted_average(&global, &[], &[]).is_err());
+    let mut missing = six[0].payload.clone();
+    missing.tensors.remove("a");
+    assert!(flower_weighted_average(&global, &[&missing], &[1.0]).is_err());
+    let weights = vec![1.0 / 6.0; 6];
+    let average = flower_weighted_average(&global, &refs, &weights).unwrap();
+    assert_eq!(
+        average.tensors,
+        FedAvg::uniform()
+            .aggregate(1, &global, &six)
+            .unwrap()
+            .tensors
+    );
 
     // No update, or an update that does not fit the global: errors, not panics.
     let strategies: Vec<Box<dyn Strategy>> = vec![

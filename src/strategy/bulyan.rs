@@ -74,7 +74,7 @@ impl Strategy for Bulyan {
         check_updates(global, updates, "Bulyan")?;
         let n = updates.len();
         let f = self.num_malicious_nodes;
-        let needed = 4 * f + 3;
+        let needed = f.saturating_mul(4).saturating_add(3);
         if n < needed {
             return Err(FedError::config(
                 "num_malicious_nodes",

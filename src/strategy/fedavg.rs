@@ -2,7 +2,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::Strategy;
-use super::math::{check_updates, flower_weighted_average};
+use super::math::{average_unchecked, check_updates};
 use crate::error::{FedError, Result};
 use crate::federated::{ClientUpdate, Payload, TensorValues};
 
@@ -79,7 +79,7 @@ impl Strategy for FedAvg {
         check_updates(global, updates, "FedAvg")?;
         let weights = self.weights(updates)?;
         let payloads: Vec<&Payload> = updates.iter().map(|u| &u.payload).collect();
-        let mut out = flower_weighted_average(global, &payloads, &weights);
+        let mut out = average_unchecked(global, &payloads, &weights);
         out.round = round;
         Ok(out)
     }

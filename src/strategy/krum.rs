@@ -4,7 +4,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::Strategy;
-use super::math::{check_updates, example_weights, flower_weighted_average};
+use super::math::{average_unchecked, check_updates, example_weights};
 use crate::error::{FedError, Result};
 use crate::federated::{ClientUpdate, Payload};
 
@@ -91,7 +91,9 @@ pub fn krum_scores(payloads: &[&Payload], num_malicious_nodes: usize) -> Vec<f64
         let (i, j) = if i < j { (i, j) } else { (j, i) };
         i * n - i * (i + 1) / 2 + (j - i - 1)
     };
-    let num_closest = n.saturating_sub(num_malicious_nodes + 2).max(1);
+    let num_closest = n
+        .saturating_sub(num_malicious_nodes.saturating_add(2))
+        .max(1);
     (0..n)
         .map(|i| {
             let mut row: Vec<f64> = (0..n)
@@ -120,7 +122,7 @@ pub(crate) fn select_multikrum(
 
 /// Krum's precondition `n > 2 f + 2` on the number of updates.
 fn check_krum_count(n: usize, f: usize, who: &str) -> Result<()> {
-    let needed = 2 * f + 3;
+    let needed = f.saturating_mul(2).saturating_add(3);
     if n < needed {
         return Err(FedError::config(
             "num_malicious_nodes",
@@ -142,7 +144,7 @@ fn average_selected(
     let selected: Vec<&ClientUpdate> = chosen.iter().map(|&i| &updates[i]).collect();
     let weights = example_weights(&selected);
     let payloads: Vec<&Payload> = selected.iter().map(|u| &u.payload).collect();
-    let mut out = flower_weighted_average(global, &payloads, &weights);
+    let mut out = average_unchecked(global, &payloads, &weights);
     out.round = round;
     out
 }

@@ -85,10 +85,35 @@ pub(crate) fn example_weights(updates: &[&ClientUpdate]) -> Vec<f64> {
 /// accumulated in `f32` in the order of `payloads`. Bit-identical to Flower's result; parallel
 /// over chunks of every tensor (each value is still summed in client order).
 ///
-/// Names and shapes are taken from `template`; the payloads must have the same tensors with the
-/// same lengths (checked by the strategies before they call this), and `payloads` must not be
-/// empty. The result has `round` of `template` and `num_examples` 0.
+/// Names and shapes are taken from `template`. The result has `round` of `template` and
+/// `num_examples` 0.
+///
+/// # Errors
+/// [`FedError::InvalidConfig`] without payloads or with another number of weights,
+/// [`FedError::Payload`] when a payload's tensors differ from `template`'s.
 pub fn flower_weighted_average(
+    template: &Payload,
+    payloads: &[&Payload],
+    weights: &[f64],
+) -> Result<Payload> {
+    if payloads.is_empty() || payloads.len() != weights.len() {
+        return Err(FedError::config(
+            "weights",
+            format!(
+                "need one weight per payload and at least one payload, got {} for {}",
+                weights.len(),
+                payloads.len()
+            ),
+        ));
+    }
+    for payload in payloads {
+        check_structure(payload, template)?;
+    }
+    Ok(average_unchecked(template, payloads, weights))
+}
+
+/// [`flower_weighted_average`] without the checks (the callers made them).
+pub(crate) fn average_unchecked(
     template: &Payload,
     payloads: &[&Payload],
     weights: &[f64],
