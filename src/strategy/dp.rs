@@ -5,6 +5,7 @@
 use rand::SeedableRng;
 use rand::rngs::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FedError, Result};
@@ -22,7 +23,8 @@ pub struct DpConfig {
     /// Clients sampled per round: the noise's std is
     /// `noise_multiplier * clipping_norm / num_sampled_clients` (`>= 1`).
     pub num_sampled_clients: usize,
-    /// Seed of the noise; round `t` draws from ChaCha8 seeded with `seed`, stream `t`.
+    /// Seed of the noise; round `t` draws from ChaCha8 seeded with `seed`, stream `t` (in blocks
+    /// of 65,536 values at far-apart positions of the stream).
     pub seed: u64,
 }
 
@@ -116,10 +118,15 @@ pub fn clip_update(update: &mut Payload, global: &Payload, clipping_norm: f64) -
     norm
 }
 
+/// Values per noise block: each block draws from its own, far-apart position of the stream.
+const NOISE_BLOCK: usize = 1 << 16;
+
 /// Adds `N(0, stdv^2)` noise to every value of `payload`, drawn in `f64` and rounded to `f32`
-/// before the `f32` addition (Flower's `add_gaussian_noise_inplace`), tensor by tensor in name
-/// order, from ChaCha8 seeded with `seed` on stream `round`: the same seed and round give the
-/// same noise. A zero `stdv` adds zeros without drawing.
+/// before the `f32` addition (Flower's `add_gaussian_noise_inplace`). The values, tensor by
+/// tensor in name order, are cut into blocks of 65,536; block `b` draws from ChaCha8 seeded with
+/// `seed`, stream `round`, starting at word `b * 2^36` (far beyond what a block consumes). So the
+/// same seed and round give the same noise for any thread count, and blocks run in parallel.
+/// A zero `stdv` adds zeros without drawing.
 pub(crate) fn add_gaussian_noise(payload: &mut Payload, stdv: f64, seed: u64, round: u64) {
     if stdv == 0.0 {
         for t in payload.tensors.values_mut() {
@@ -127,12 +134,21 @@ pub(crate) fn add_gaussian_noise(payload: &mut Payload, stdv: f64, seed: u64, ro
         }
         return;
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(round);
+    let mut first_block = 0u64;
     for t in payload.tensors.values_mut() {
-        for x in t.values.iter_mut() {
-            let z: f64 = StandardNormal.sample(&mut rng);
-            *x += (z * stdv) as f32;
-        }
+        let blocks = t.values.len().div_ceil(NOISE_BLOCK) as u64;
+        t.values
+            .par_chunks_mut(NOISE_BLOCK)
+            .enumerate()
+            .for_each(|(i, chunk)| {
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                rng.set_stream(round);
+                rng.set_word_pos(u128::from(first_block + i as u64) << 36);
+                for x in chunk.iter_mut() {
+                    let z: f64 = StandardNormal.sample(&mut rng);
+                    *x += (z * stdv) as f32;
+                }
+            });
+        first_block += blocks;
     }
 }

@@ -64,11 +64,15 @@ impl<S: Strategy> Strategy for DpFixedClipping<S> {
     ) -> Result<Payload> {
         self.config.validate()?;
         check_updates(global, updates, "DpFixedClipping")?;
-        let mut clipped = updates.to_vec();
         let norm = self.config.clipping_norm;
-        clipped.par_iter_mut().for_each(|u| {
-            clip_update(&mut u.payload, global, norm);
-        });
+        let clipped: Vec<ClientUpdate> = updates
+            .par_iter()
+            .map(|u| {
+                let mut u = u.clone();
+                clip_update(&mut u.payload, global, norm);
+                u
+            })
+            .collect();
         let mut out = self.inner.aggregate(round, global, &clipped)?;
         add_gaussian_noise(&mut out, self.config.noise_stdv(), self.config.seed, round);
         self.round = round;
