@@ -11,7 +11,14 @@
 //! * `payload_encode` / `payload_decode`: [`Payload::to_bytes`] / [`Payload::from_bytes`] of one
 //!   `x100` payload in `f32` and `f16`; throughput is the in-memory `f32` size, `values * 4`.
 //!
-//! Run with `cargo bench --bench aggregation`.
+//! * `strategies`: every server strategy's `aggregate` (Flower 1.42's message API, see
+//!   `src/strategy/`) for 10 clients x 1,179,648 values (two `[768, 768]` tensors, about
+//!   Florence-2-base's default adapter targets) and 100 clients x 1,000,000 values (two
+//!   `[1000, 500]` tensors); throughput is the bytes of client updates, `K * values * 4`.
+//!   `scripts/time_strategy_aggregation.py` times Flower's own classes on the same cases. Krum,
+//!   MultiKrum and Bulyan are `O(K^2 d)`; Bulyan's and Krum's `f` is `(K - 3) / 4`.
+//!
+//! Run with `cargo bench --bench aggregation` (`-- strategies` for the strategies only).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -21,8 +28,11 @@ use criterion::measurement::WallTime;
 use criterion::{
     BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
 };
-use fedvlm::federated::{Payload, TensorValues, WireDtype};
-use fedvlm::strategy::weighted_average;
+use fedvlm::federated::{ClientUpdate, Payload, TensorValues, WireDtype};
+use fedvlm::strategy::{
+    Bulyan, DpConfig, DpFixedClipping, FedAdagrad, FedAdam, FedAvg, FedAvgM, FedMedian,
+    FedTrimmedAvg, FedYogi, Krum, MultiKrum, ServerOptConfig, Strategy, weighted_average,
+};
 use rand::{RngExt, SeedableRng, rngs::ChaCha8Rng};
 
 /// Florence-2-base's hidden size.
@@ -130,5 +140,101 @@ fn bench_wire(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_fedavg, bench_wire);
+/// (label, clients, tensor shape; two tensors of it).
+const STRATEGY_CASES: [(&str, usize, [usize; 2]); 2] =
+    [("10x1.18M", 10, [768, 768]), ("100x1M", 100, [1000, 500])];
+
+/// A payload of two tensors of `shape` with values `center + U(-spread, spread)`.
+fn shaped_payload(shape: [usize; 2], seed: u64, center: &Payload, spread: f32) -> Payload {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut out = center.clone();
+    for t in out.tensors.values_mut() {
+        for v in t.values.iter_mut() {
+            *v += rng.random_range(-spread..spread);
+        }
+        t.shape = shape.to_vec();
+    }
+    out
+}
+
+/// The strategies in the order `scripts/time_strategy_aggregation.py` times them.
+fn strategies(k: usize) -> Vec<(&'static str, Box<dyn Strategy>)> {
+    let f = if k >= 7 { ((k - 3) / 4).max(1) } else { 0 };
+    let dp = DpConfig {
+        noise_multiplier: 1.0,
+        clipping_norm: 1.0,
+        num_sampled_clients: k,
+        seed: 0,
+    };
+    vec![
+        ("fedavg", Box::new(FedAvg::new())),
+        ("fedavgm", Box::new(FedAvgM::new(1.0, 0.9))),
+        (
+            "fedadagrad",
+            Box::new(FedAdagrad::new(ServerOptConfig::fedadagrad())),
+        ),
+        (
+            "fedadam",
+            Box::new(FedAdam::new(ServerOptConfig::fedadam())),
+        ),
+        (
+            "fedyogi",
+            Box::new(FedYogi::new(ServerOptConfig::fedyogi())),
+        ),
+        ("fedmedian", Box::new(FedMedian::new())),
+        ("fedtrimmedavg", Box::new(FedTrimmedAvg::new(0.2))),
+        ("krum", Box::new(Krum::new(f))),
+        ("multikrum", Box::new(MultiKrum::new(f, k / 2))),
+        ("bulyan", Box::new(Bulyan::new(f))),
+        (
+            "dp_fixed_clipping",
+            Box::new(DpFixedClipping::new(FedAvg::new(), dp)),
+        ),
+    ]
+}
+
+fn bench_strategies(c: &mut Criterion) {
+    let mut group = c.benchmark_group("strategies");
+    configure(&mut group);
+    for (label, k, shape) in STRATEGY_CASES {
+        let zeros = Payload {
+            round: 0,
+            num_examples: 0,
+            tensors: ["q_proj.lora", "v_proj.lora"]
+                .iter()
+                .map(|name| {
+                    let values = vec![0f32; shape[0] * shape[1]];
+                    let tensor = TensorValues {
+                        shape: shape.to_vec(),
+                        values,
+                    };
+                    (name.to_string(), tensor)
+                })
+                .collect(),
+        };
+        let global = shaped_payload(shape, 0, &zeros, 0.05);
+        let updates: Vec<ClientUpdate> = (0..k)
+            .map(|client| {
+                let mut payload = shaped_payload(shape, client as u64 + 1, &global, 0.01);
+                payload.num_examples = 10 + client as u64;
+                ClientUpdate { client, payload }
+            })
+            .collect();
+        group.throughput(Throughput::Bytes((k * global.num_values() * 4) as u64));
+        for (name, mut strategy) in strategies(k) {
+            group.bench_function(BenchmarkId::new(name, label), |b| {
+                b.iter(|| {
+                    black_box(
+                        strategy
+                            .aggregate(1, black_box(&global), black_box(&updates))
+                            .expect("aggregates"),
+                    )
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_fedavg, bench_wire, bench_strategies);
 criterion_main!(benches);

@@ -2,6 +2,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::Strategy;
+use super::math::{average_unchecked, check_updates};
 use crate::error::{FedError, Result};
 use crate::federated::{ClientUpdate, Payload, TensorValues};
 
@@ -17,6 +18,11 @@ pub enum Weighting {
 }
 
 /// Federated averaging: the new global tensor is the weighted mean of the clients' tensors.
+///
+/// With [`Weighting::Examples`] this is Flower's `FedAvg` (`aggregate_arrayrecords`), bit for bit:
+/// weights `n_k / sum n` in `f64`, then products and sums in `f32` in client order
+/// ([`super::flower_weighted_average`]). When no client reports an example, the weights are
+/// uniform (Flower would divide by zero).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FedAvg {
     /// Client weights.
@@ -70,9 +76,10 @@ impl Strategy for FedAvg {
         global: &Payload,
         updates: &[ClientUpdate],
     ) -> Result<Payload> {
+        check_updates(global, updates, "FedAvg")?;
         let weights = self.weights(updates)?;
         let payloads: Vec<&Payload> = updates.iter().map(|u| &u.payload).collect();
-        let mut out = weighted_average(global, &payloads, &weights);
+        let mut out = average_unchecked(global, &payloads, &weights);
         out.round = round;
         Ok(out)
     }
@@ -80,7 +87,8 @@ impl Strategy for FedAvg {
 
 /// `sum_k weights[k] * payloads[k]` for every tensor of `template` (names and shapes are taken
 /// from it; the payloads must match it). Parallel over chunks of every tensor; accumulates in
-/// `f64` so the result does not depend on the number of clients' rounding.
+/// `f64` so the result does not depend on the number of clients' rounding. (The strategies use
+/// [`super::flower_weighted_average`], which rounds in `f32` like Flower.)
 pub fn weighted_average(template: &Payload, payloads: &[&Payload], weights: &[f64]) -> Payload {
     const CHUNK: usize = 1 << 14;
     let tensors = template

@@ -1,0 +1,88 @@
+//! FedYogi: Yogi's additive second-moment update on the server.
+
+use super::fedopt::{Moments, ServerOptConfig};
+use super::math::np_sign;
+use super::{FedAvg, Strategy, StrategyState};
+use crate::error::Result;
+use crate::federated::{ClientUpdate, Payload};
+
+/// The name in saved states.
+const KIND: &str = "fedyogi";
+
+/// FedYogi (Reddi et al. 2021) as Flower 1.42's `FedYogi`: with `delta_t = average - global`,
+///
+/// * `m_t = beta_1 m_{t-1} + (1 - beta_1) delta_t`,
+///   `v_t = v_{t-1} - (1 - beta_2) delta_t^2 sign(v_{t-1} - delta_t^2)`, both starting at zero;
+/// * `x_t = x_{t-1} + eta m_t / (sqrt(v_t) + tau)`, without bias correction (unlike FedAdam).
+///
+/// Everything in `f32` as numpy does; bit-identical to Flower's result.
+#[derive(Debug, Clone)]
+pub struct FedYogi {
+    /// Hyper-parameters (default: [`ServerOptConfig::fedyogi`]).
+    pub config: ServerOptConfig,
+    /// How the clients' average (the pseudo-gradient's target) is weighted.
+    pub fedavg: FedAvg,
+    moments: Moments,
+    round: u64,
+}
+
+impl Default for FedYogi {
+    /// Flower's defaults, [`ServerOptConfig::fedyogi`].
+    fn default() -> Self {
+        Self::new(ServerOptConfig::fedyogi())
+    }
+}
+
+impl FedYogi {
+    /// With the given hyper-parameters and example-weighted averaging.
+    pub fn new(config: ServerOptConfig) -> Self {
+        Self {
+            config,
+            fedavg: FedAvg::new(),
+            moments: Moments::default(),
+            round: 0,
+        }
+    }
+}
+
+impl Strategy for FedYogi {
+    fn name(&self) -> String {
+        format!("fedyogi(eta={})", self.config.eta)
+    }
+
+    fn aggregate(
+        &mut self,
+        round: u64,
+        global: &Payload,
+        updates: &[ClientUpdate],
+    ) -> Result<Payload> {
+        self.config.validate()?;
+        let average = self.fedavg.aggregate(round, global, updates)?;
+        let eta = self.config.eta as f32;
+        let one_minus_b2 = (1.0 - self.config.beta_2) as f32;
+        let tau = self.config.tau as f32;
+        let out = self
+            .moments
+            .step(global, average, self.config.beta_1, |x, delta, m, v| {
+                let d2 = delta * delta;
+                *v -= one_minus_b2 * d2 * np_sign(*v - d2);
+                x + eta * m / (v.sqrt() + tau)
+            })?;
+        self.round = round;
+        Ok(out)
+    }
+
+    fn save_state(&self) -> Result<StrategyState> {
+        let mut state = StrategyState::new(KIND);
+        state.round = self.round;
+        self.moments.save(&mut state);
+        Ok(state)
+    }
+
+    fn load_state(&mut self, mut state: StrategyState) -> Result<()> {
+        state.expect_name(KIND)?;
+        self.moments = Moments::load(&mut state)?;
+        self.round = state.round;
+        Ok(())
+    }
+}
