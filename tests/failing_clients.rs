@@ -7,8 +7,8 @@ use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 use fedvlm::federated::{
-    ClientUpdate, EvalBatch, FailurePolicy, FederatedTask, Payload, Server, ShareSpec, Split, TensorValues,
-    collect_where,
+    ClientUpdate, EvalBatch, FailurePolicy, FederatedTask, Payload, Server, ShareSpec, Split,
+    TensorValues, collect_where,
 };
 use fedvlm::lora::set_trainable;
 use fedvlm::synthetic::{Quickstart, SyntheticModel, SyntheticTask};

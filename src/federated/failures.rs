@@ -48,7 +48,10 @@ impl FailurePolicy {
             return Err(FedError::config("min_fit_clients", "must be at least 1"));
         }
         if self.max_examples_per_update == Some(0) {
-            return Err(FedError::config("max_examples_per_update", "must be at least 1"));
+            return Err(FedError::config(
+                "max_examples_per_update",
+                "must be at least 1",
+            ));
         }
         Ok(())
     }

@@ -30,8 +30,8 @@ pub use client::{
     ClientConfig, ClientModel, ClientRuntime, LocalTraining, OptimizerConfig, evaluate_model,
 };
 pub use client_state::{ClientStateDir, SavedClientState};
-pub use failures::FailurePolicy;
 pub use export::{LabelledRun, write_csv, write_svg_chart};
+pub use failures::FailurePolicy;
 pub use federation::Federation;
 pub use prox::{ProxAnchor, proximal_term};
 pub use report::{ClientRoundReport, JsonlWriter, RoundReport};

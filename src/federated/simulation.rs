@@ -10,8 +10,8 @@ use rand::{RngExt, SeedableRng, rngs::ChaCha8Rng};
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::Checkpoint;
-use super::failures::FailurePolicy;
 use super::client::{ClientConfig, ClientModel, ClientRuntime, OptimizerConfig, evaluate_model};
+use super::failures::FailurePolicy;
 use super::report::{ClientRoundReport, Rejection, RoundReport};
 use super::server::Server;
 use super::task::{FederatedTask, Split};
@@ -20,7 +20,7 @@ use crate::lora::{ShareSpec, check_trainable, common_frozen_a};
 use crate::metrics::{ClassificationMetrics, mean_metrics};
 use crate::params::{ClientUpdate, Payload, WireDtype};
 use crate::seed::mix_seed;
-use crate::strategy::Strategy;
+use crate::strategy::{Strategy, clip_update};
 
 /// Per client of a round: (train loss, examples, bytes up, bytes down, seconds).
 type Trained = BTreeMap<usize, (f64, usize, usize, usize, f64)>;
@@ -314,6 +314,9 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
         let down_bytes = download.to_bytes(dtype)?;
         let mu = self.server.strategy().proximal_mu();
         let client_config = self.config.client_config();
+        // Client-side DP (DpClientSideFixedClipping): each client clips its update's L2 norm
+        // relative to the global it received before sending.
+        let clip = self.server.strategy().client_clipping_norm();
 
         let mut updates = Vec::with_capacity(sampled.len());
         let mut training = Trained::new();
@@ -337,7 +340,7 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
             }
             let prox = mu.map(|mu| (&download, mu));
             // A client whose training fails is reported and left out; its model is unchanged.
-            let trained = match client.train(&self.task, round, &client_config, prox) {
+            let mut trained = match client.train(&self.task, round, &client_config, prox) {
                 Ok(trained) => trained,
                 Err(error) => {
                     failed.push(Rejection {
@@ -347,6 +350,9 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
                     continue;
                 }
             };
+            if let Some(norm) = clip {
+                clip_update(&mut trained.update, &download, norm);
+            }
             let up_bytes = trained.update.to_bytes(dtype)?;
             let seconds = t0.elapsed().as_secs_f64();
             training.insert(

@@ -3,9 +3,9 @@
 //!
 //! The contract with the ServerApp (and with Python ClientApps in a mixed federation):
 //! * `train`: reads `arrays` (tensor names = fedvlm payload names) and `config` (`server-round`,
-//!   and `local-epochs`, `lr`, `proximal-mu` when present); replies `arrays` (the shared tensors
-//!   after local training, same names and shapes) and `metrics` with `num-examples` and
-//!   `train-loss`.
+//!   and `local-epochs`, `lr`, `proximal-mu`, `clipping_norm` when present); replies `arrays`
+//!   (the shared tensors after local training, same names and shapes) and `metrics` with
+//!   `num-examples` and `train-loss`.
 //! * `evaluate`: reads `arrays` (and `config`); replies `metrics` with `num-examples`,
 //!   `accuracy` and `loss` of the personalised model (private tensors + received ones) on the
 //!   client's own test split.
@@ -24,6 +24,7 @@ use crate::error::{FedError, Result};
 use crate::federated::{
     ClientConfig, ClientRuntime, ClientStateDir, FederatedTask, Payload, Split,
 };
+use crate::strategy::clip_update;
 
 /// The record names stock Flower strategies use.
 pub mod keys {
@@ -41,6 +42,9 @@ pub mod keys {
     pub const LOCAL_EPOCHS: &str = "local-epochs";
     /// Config: local learning rate for this round.
     pub const LR: &str = "lr";
+    /// Config: clip the update's L2 norm (relative to the received arrays) before sending;
+    /// sent by Flower's `DifferentialPrivacyClientSideFixedClipping`.
+    pub const CLIPPING_NORM: &str = "clipping_norm";
     /// Metric: examples behind a reply (FedAvg's weight).
     pub const NUM_EXAMPLES: &str = "num-examples";
     /// Metric: mean training loss of the round.
@@ -192,19 +196,28 @@ impl<B: AutodiffBackend, T: FederatedTask<B>> NodeApp<B, T> {
                 format!("must be >= 0, got {mu}"),
             ));
         }
+        let clipping = float(config, keys::CLIPPING_NORM)?;
+        if let Some(norm) = clipping
+            && !(norm.is_finite() && norm > 0.0)
+        {
+            return Err(FedError::config(
+                "clipping_norm",
+                format!("must be > 0, got {norm}"),
+            ));
+        }
         let snapshot = (self.client.state(), self.client.synced());
         self.client.receive(&payload)?;
-        let trained =
-            match self
-                .client
-                .train(&self.task, round, &local, mu.map(|mu| (&payload, mu)))
-            {
-                Ok(trained) => trained,
-                Err(e) => {
-                    self.client.restore_state(&snapshot.0, snapshot.1)?;
-                    return Err(e);
-                }
-            };
+        let prox = mu.map(|mu| (&payload, mu));
+        let mut trained = match self.client.train(&self.task, round, &local, prox) {
+            Ok(trained) => trained,
+            Err(e) => {
+                self.client.restore_state(&snapshot.0, snapshot.1)?;
+                return Err(e);
+            }
+        };
+        if let Some(norm) = clipping {
+            clip_update(&mut trained.update, &payload, norm);
+        }
         if let Some(dir) = &self.state_dir {
             dir.save(&self.client.state(), round, self.client.synced())?;
         }

@@ -6,7 +6,7 @@ use super::Strategy;
 use super::krum::select_multikrum;
 use super::math::{check_updates, map_columns};
 use crate::error::{FedError, Result};
-use crate::federated::{ClientUpdate, Payload};
+use crate::params::{ClientUpdate, Payload};
 
 /// Bulyan as Flower 1.42's `Bulyan` (`flwr.serverapp.strategy`, not the legacy strategy): with
 /// `n` updates and `f = num_malicious_nodes`,

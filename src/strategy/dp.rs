@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FedError, Result};
-use crate::federated::Payload;
+use crate::params::Payload;
 
 /// Settings of the fixed-clipping DP wrappers ([`super::DpFixedClipping`],
 /// [`super::DpClientSideFixedClipping`]).

@@ -8,7 +8,7 @@ use super::dp::{DpConfig, add_gaussian_noise, clip_update};
 use super::math::check_updates;
 use super::{Strategy, StrategyState};
 use crate::error::Result;
-use crate::federated::{ClientUpdate, Payload};
+use crate::params::{ClientUpdate, Payload};
 
 /// The names in saved states.
 const SERVER_KIND: &str = "dp-fixed-clipping";

@@ -3,7 +3,7 @@
 use super::fedopt::{Moments, ServerOptConfig};
 use super::{FedAvg, Strategy, StrategyState};
 use crate::error::Result;
-use crate::federated::{ClientUpdate, Payload};
+use crate::params::{ClientUpdate, Payload};
 
 /// The name in saved states.
 const KIND: &str = "fedadam";

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use super::Strategy;
 use super::math::{average_unchecked, check_updates};
 use crate::error::{FedError, Result};
-use crate::federated::{ClientUpdate, Payload, TensorValues};
+use crate::params::{ClientUpdate, Payload, TensorValues};
 
 /// How FedAvg weights the clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use super::math::{check_len, tensor};
 use super::{FedAvg, Strategy, StrategyState};
 use crate::error::{FedError, Result};
-use crate::federated::{ClientUpdate, Payload};
+use crate::params::{ClientUpdate, Payload};
 
 /// The name in saved states.
 const KIND: &str = "fedavgm";

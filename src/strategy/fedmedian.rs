@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::Strategy;
 use super::math::{check_updates, map_columns, median_f32};
 use crate::error::Result;
-use crate::federated::{ClientUpdate, Payload};
+use crate::params::{ClientUpdate, Payload};
 
 /// Coordinate-wise median as Flower 1.42's `FedMedian` (`np.median(np.stack(layers), axis=0)`):
 /// for an even number of updates, the `f32` mean of the two middle values. Ignores example

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::StrategyState;
 use super::math::{check_len, tensor};
 use crate::error::{FedError, Result};
-use crate::federated::Payload;
+use crate::params::Payload;
 
 /// Values per parallel work item.
 const CHUNK: usize = 1 << 14;

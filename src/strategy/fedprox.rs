@@ -2,11 +2,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{FedAvg, Strategy};
 use crate::error::Result;
-use crate::federated::{ClientUpdate, Payload};
+use crate::params::{ClientUpdate, Payload};
 
 /// FedProx (Li et al. 2020): FedAvg on the server, and on each client the loss
 /// `f(w) + mu/2 ||w - w_global||^2` over its shared trainable tensors
-/// (see [`crate::federated::proximal_term`], which the simulation adds for you).
+/// (the client adds it: `federated::proximal_term`, which the simulation and a Flower node add for you).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct FedProx {
     /// The proximal coefficient.

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::Strategy;
 use super::math::{average_unchecked, check_updates, example_weights};
 use crate::error::{FedError, Result};
-use crate::federated::{ClientUpdate, Payload};
+use crate::params::{ClientUpdate, Payload};
 
 /// Values per parallel work item of the distance computation.
 const SEGMENT: usize = 4096;

@@ -8,7 +8,7 @@
 use rayon::prelude::*;
 
 use crate::error::{FedError, Result};
-use crate::federated::{ClientUpdate, Payload, PayloadError, TensorValues};
+use crate::params::{ClientUpdate, Payload, PayloadError, TensorValues};
 
 /// Values per parallel work item.
 const CHUNK: usize = 1 << 14;

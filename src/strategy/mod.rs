@@ -49,7 +49,7 @@ pub use state::StrategyState;
 pub use trimmed_avg::FedTrimmedAvg;
 
 use crate::error::Result;
-use crate::federated::{ClientUpdate, Payload};
+use crate::params::{ClientUpdate, Payload};
 
 /// How the server turns client updates into the next global state.
 pub trait Strategy: Send {

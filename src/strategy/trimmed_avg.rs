@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::Strategy;
 use super::math::{check_updates, map_columns, mean_f64};
 use crate::error::{FedError, Result};
-use crate::federated::{ClientUpdate, Payload};
+use crate::params::{ClientUpdate, Payload};
 
 /// Coordinate-wise trimmed mean as Flower 1.42's `FedTrimmedAvg`: with `n` updates, drop the
 /// `floor(beta n)` smallest and as many largest values of every coordinate and average the rest.
