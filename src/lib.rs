@@ -6,8 +6,10 @@
 //! client keeps its `A` private and shares only `B`, which the server averages, so clients
 //! share what generalises and keep what personalises. This crate provides the adapter layer
 //! ([`PersonalizedLora`]), the sharing rules it is compared with ([`Sharing`]), aggregation
-//! strategies ([`FedAvg`], [`FedProx`], [`strategy::FedAdam`], [`strategy::FedYogi`]), a
-//! self-describing payload format, a simulation runner over K clients, partitioners and metrics.
+//! strategies with Flower's math ([`FedAvg`], [`FedProx`], [`strategy::FedAdam`], robust and
+//! differentially private ones in [`strategy`]), a
+//! self-describing payload format, a simulation runner over K clients, a Flower node to run the
+//! same clients across machines, partitioners and metrics.
 //!
 //! Where each concern lives:
 //! * [`params`]: named tensors and the payload wire format, the ground floor.

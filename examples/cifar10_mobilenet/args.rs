@@ -46,7 +46,8 @@ pub struct Args {
     /// Rules to run one after another on the same split.
     #[arg(long, value_delimiter = ',', default_value = "plora,fedavg-lora")]
     pub compare: Vec<Sharing>,
-    /// Server strategy: fedavg or fedprox.
+    /// Server strategy: fedavg, fedprox, fedavgm, fedadagrad, fedadam, fedyogi, fedmedian,
+    /// fedtrimmedavg, krum, multikrum or bulyan (Flower 1.42's math and defaults).
     #[arg(long)]
     pub strategy: Option<StrategyKind>,
     /// FedProx's mu.

@@ -48,7 +48,8 @@ pub struct Args {
         default_value = "plora,fedavg-lora,ffa-lora"
     )]
     pub compare: Vec<Sharing>,
-    /// Server strategy: fedavg or fedprox.
+    /// Server strategy: fedavg, fedprox, fedavgm, fedadagrad, fedadam, fedyogi, fedmedian,
+    /// fedtrimmedavg, krum, multikrum or bulyan (Flower 1.42's math and defaults).
     #[arg(long)]
     pub strategy: Option<StrategyKind>,
     /// FedProx's mu.

@@ -151,7 +151,6 @@ impl Cifar10Config {
             evaluate_initial: true,
             global_eval_every: self.global_eval_every,
             progress,
-            ..SimulationConfig::default()
         }
     }
 

@@ -232,7 +232,6 @@ impl RlaifConfig {
             evaluate_initial: true,
             global_eval_every: 0,
             progress,
-            ..SimulationConfig::default()
         }
     }
 
