@@ -54,8 +54,14 @@ fn clipping_bounds_how_far_the_global_state_moves() {
     let free = largest_step(FedAvg::new());
     assert!(free > 0.5, "unclipped steps are large: {free}");
     let client_side = largest_step(DpClientSideFixedClipping::new(FedAvg::new(), dp(0.05)));
-    assert!(client_side <= 0.05 + 1e-5, "client-side clipping: {client_side}");
+    assert!(
+        client_side <= 0.05 + 1e-5,
+        "client-side clipping: {client_side}"
+    );
     assert!(client_side > 0.01, "{client_side}");
     let server_side = largest_step(DpFixedClipping::new(FedAvg::new(), dp(0.05)));
-    assert!(server_side <= 0.05 + 1e-5, "server-side clipping: {server_side}");
+    assert!(
+        server_side <= 0.05 + 1e-5,
+        "server-side clipping: {server_side}"
+    );
 }
