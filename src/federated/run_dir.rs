@@ -7,6 +7,7 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::checkpoint::Checkpoint;
 use super::report::{JsonlWriter, RoundReport};
 use super::simulation::Simulation;
 use super::task::FederatedTask;
@@ -50,7 +51,7 @@ where
     let metrics = dir.join(METRICS_FILE);
     let settings_file = dir.join(SETTINGS_FILE);
     let mut previous = Vec::new();
-    if resume && checkpoint.join("checkpoint.json").is_file() {
+    if resume && Checkpoint::exists(&checkpoint) {
         check_same_settings(&settings_file, settings, same_but_rounds)?;
         sim.resume(&checkpoint)?;
         let done = sim.next_round() - 1;

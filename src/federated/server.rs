@@ -33,6 +33,11 @@ impl<S: Strategy> Server<S> {
         &self.strategy
     }
 
+    /// The strategy, mutably (to restore its state from a checkpoint).
+    pub fn strategy_mut(&mut self) -> &mut S {
+        &mut self.strategy
+    }
+
     /// Replaces the global state (used when resuming from a checkpoint).
     pub fn set_global(&mut self, global: Payload) -> Result<()> {
         global.check_matches(&self.global)?;

@@ -473,9 +473,11 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
     }
 
     /// Saves everything needed to continue after the last completed round: the global state,
-    /// every client's adapter matrices and shared extras, and the round counter. Randomness is
-    /// derived from `(seed, round, client)`, so a resumed run equals an uninterrupted one
-    /// (unless `keep_optimizer_state` is on: optimiser state is not saved).
+    /// every client's adapter matrices and shared extras, the strategy's state (server
+    /// optimiser moments) and the round counter, atomically ([`Checkpoint::save`]). Randomness
+    /// is derived from `(seed, round, client)` (DP noise from `(seed, round)`), so a resumed run
+    /// equals an uninterrupted one (unless `keep_optimizer_state` is on: client optimiser state
+    /// is not saved).
     pub fn save_checkpoint(&self, dir: impl AsRef<std::path::Path>) -> Result<()> {
         Checkpoint {
             completed_rounds: self.next_round - 1,
@@ -484,6 +486,7 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
             global: self.server.global().clone(),
             clients: self.clients.iter().map(ClientRuntime::state).collect(),
             synced: self.clients.iter().map(ClientRuntime::synced).collect(),
+            strategy: Some(self.server.strategy().save_state()?),
         }
         .save(dir)
     }
@@ -513,6 +516,9 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
             ));
         }
         self.server.set_global(checkpoint.global)?;
+        if let Some(state) = checkpoint.strategy {
+            self.server.strategy_mut().load_state(state)?;
+        }
         for (k, (client, state)) in self.clients.iter_mut().zip(&checkpoint.clients).enumerate() {
             let synced = checkpoint.synced.get(k).copied().flatten();
             client.restore_state(state, synced)?;

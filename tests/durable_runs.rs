@@ -1,0 +1,209 @@
+//! Durable runs: checkpoints hold the strategy's state (a resumed FedAdam run equals an
+//! uninterrupted one, bit for bit), they are written atomically beside the previous one (a torn
+//! or damaged checkpoint falls back to the previous), and a run killed with SIGKILL at random
+//! moments and resumed each time ends with the uninterrupted run's metrics (FedAdam under pLoRA,
+//! FedAvg under FedAvg-LoRA).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use burn::backend::{Autodiff, Flex};
+use fedvlm::federated::checkpoint::Checkpoint;
+use fedvlm::federated::{JsonlWriter, RoundReport, ShareSpec, run_in_dir};
+use fedvlm::strategy::{FedAdam, ServerOptConfig, Strategy};
+use fedvlm::synthetic::{Quickstart, SyntheticTask};
+use fedvlm::{FedAvg, Sharing, Simulation};
+use rand::{RngExt, SeedableRng, rngs::ChaCha8Rng};
+
+type B = Autodiff<Flex>;
+
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+const ROUNDS: u64 = 6;
+
+fn quickstart(train_per_client: usize) -> Quickstart {
+    let mut quickstart = Quickstart::new(3);
+    quickstart.data.train_per_client = train_per_client;
+    quickstart.simulation.rounds = ROUNDS;
+    quickstart.simulation.local_epochs = 1;
+    quickstart.simulation.progress = false;
+    quickstart
+}
+
+fn simulation<S: Strategy>(
+    quickstart: &Quickstart,
+    sharing: Sharing,
+    strategy: S,
+) -> Simulation<B, SyntheticTask<B>, S> {
+    let device = Default::default();
+    Simulation::new(
+        quickstart.simulation.clone(),
+        ShareSpec::new(sharing),
+        quickstart.task::<B>(&device).unwrap(),
+        strategy,
+        quickstart.models::<B>(&device).unwrap(),
+    )
+    .unwrap()
+}
+
+fn untimed(reports: &[RoundReport]) -> Vec<RoundReport> {
+    reports.iter().map(RoundReport::without_timings).collect()
+}
+
+fn fedadam() -> FedAdam {
+    FedAdam::new(ServerOptConfig::fedadam())
+}
+
+#[test]
+fn resuming_restores_the_strategy_state_exactly() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let quickstart = quickstart(64);
+    for sharing in [Sharing::PLora, Sharing::FedAvgLora] {
+        let whole = untimed(
+            &simulation(&quickstart, sharing, fedadam())
+                .run(|_, _| Ok(()))
+                .unwrap(),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = simulation(&quickstart, sharing, fedadam());
+        let mut reports = Vec::new();
+        reports.push(first.run_one_round().unwrap());
+        reports.push(first.run_one_round().unwrap());
+        first.save_checkpoint(dir.path()).unwrap();
+        drop(first);
+        let mut second = simulation(&quickstart, sharing, fedadam());
+        second.resume(dir.path()).unwrap();
+        while second.next_round() <= ROUNDS {
+            reports.push(second.run_one_round().unwrap());
+        }
+        assert_eq!(untimed(&reports), whole[1..], "{sharing}");
+    }
+}
+
+#[test]
+fn a_torn_or_damaged_checkpoint_falls_back_to_the_previous_one() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let quickstart = quickstart(32);
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("checkpoint");
+    let mut sim = simulation(&quickstart, Sharing::PLora, fedadam());
+    sim.run_one_round().unwrap();
+    sim.save_checkpoint(&dir).unwrap();
+    sim.run_one_round().unwrap();
+    sim.save_checkpoint(&dir).unwrap();
+    assert_eq!(Checkpoint::load(&dir).unwrap().completed_rounds, 2);
+    assert!(Checkpoint::load(&dir).unwrap().strategy.is_some());
+
+    // A damaged file: its sha256 no longer matches; the previous checkpoint is used.
+    let client = dir.join("client_1.safetensors");
+    let bytes = std::fs::read(&client).unwrap();
+    std::fs::write(&client, &bytes[..bytes.len() / 2]).unwrap();
+    assert_eq!(Checkpoint::load(&dir).unwrap().completed_rounds, 1);
+    std::fs::write(&client, &bytes).unwrap();
+    assert_eq!(Checkpoint::load(&dir).unwrap().completed_rounds, 2);
+
+    // Killed between the two renames: no current checkpoint, the previous one is complete.
+    let aside = root.path().join("aside");
+    std::fs::rename(&dir, &aside).unwrap();
+    assert!(Checkpoint::exists(&dir));
+    assert_eq!(Checkpoint::load(&dir).unwrap().completed_rounds, 1);
+    std::fs::rename(&aside, &dir).unwrap();
+
+    // Killed before the manifest: a temporary folder is left; the checkpoint is untouched and
+    // the next save replaces the leftover.
+    let leftover = root.path().join("checkpoint.tmp-1");
+    std::fs::create_dir_all(&leftover).unwrap();
+    std::fs::write(leftover.join("global.safetensors"), b"torn").unwrap();
+    assert_eq!(Checkpoint::load(&dir).unwrap().completed_rounds, 2);
+
+    // Both unusable: a typed error, never a silent restart.
+    std::fs::write(dir.join("checkpoint.json"), b"{").unwrap();
+    std::fs::write(root.path().join("checkpoint.prev/checkpoint.json"), b"{").unwrap();
+    assert!(Checkpoint::load(&dir).is_err());
+}
+
+/// Runs the federation into `dir` with resume, a checkpoint after every round: what the child
+/// process does (`FEDVLM_DURABLE_CHILD=dir`), and the uninterrupted reference.
+/// `variant` 0 is FedAdam under pLoRA, 1 FedAvg under FedAvg-LoRA.
+fn run_into(dir: &Path, variant: u8) -> Vec<RoundReport> {
+    let quickstart = quickstart(4096);
+    if variant == 0 {
+        let mut sim = simulation(&quickstart, Sharing::PLora, fedadam());
+        run_in_dir(&mut sim, dir, &quickstart, true, |saved| saved).unwrap()
+    } else {
+        let mut sim = simulation(&quickstart, Sharing::FedAvgLora, FedAvg::new());
+        run_in_dir(&mut sim, dir, &quickstart, true, |saved| saved).unwrap()
+    }
+}
+
+/// The child process's entry point: runs only when `FEDVLM_DURABLE_CHILD` names a folder (the
+/// test below starts this test binary with it), and does nothing otherwise.
+#[test]
+fn child_process_entry_point() {
+    if let Some(dir) = std::env::var_os("FEDVLM_DURABLE_CHILD") {
+        let variant = std::env::var("FEDVLM_DURABLE_VARIANT").map_or(0, |v| v.parse().unwrap_or(0));
+        run_into(Path::new(&dir), variant);
+    }
+}
+
+#[test]
+fn a_run_killed_at_random_moments_resumes_to_the_same_metrics() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    for variant in [0, 1] {
+        killed_and_resumed(variant);
+    }
+}
+
+fn killed_and_resumed(variant: u8) {
+    let root = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let reference = untimed(&run_into(&root.path().join("reference"), variant));
+    // Kill points spread over a run's length: training, aggregation, evaluation, checkpoints.
+    let whole = started.elapsed().as_millis() as u64;
+    let dir = root.path().join("killed");
+    let exe = std::env::current_exe().unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(11 + u64::from(variant));
+    let mut kills = 0;
+    for attempt in 0..40 {
+        let mut child = Command::new(&exe)
+            .args(["--exact", "child_process_entry_point", "--nocapture"])
+            .env("FEDVLM_DURABLE_CHILD", &dir)
+            .env("FEDVLM_DURABLE_VARIANT", variant.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Kill at a random moment (training, aggregation, evaluation or checkpoint writing),
+        // or let the last attempts finish.
+        let delay = Duration::from_millis(rng.random_range(whole / 6 + 20..whole / 2 + 40));
+        let deadline = std::time::Instant::now() + delay;
+        let mut finished = None;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                finished = Some(status);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        match finished {
+            Some(status) => {
+                assert!(status.success(), "attempt {attempt}: {status}");
+                break;
+            }
+            None if kills < 8 => {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+            }
+            None => {
+                let status = child.wait().unwrap();
+                assert!(status.success(), "attempt {attempt}: {status}");
+                break;
+            }
+        }
+    }
+    assert!(kills >= 5, "variant {variant}: only {kills} kills");
+    let resumed = JsonlWriter::read_all(dir.join("metrics.jsonl")).unwrap();
+    assert_eq!(untimed(&resumed), reference, "variant {variant}");
+}
