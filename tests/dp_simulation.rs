@@ -5,7 +5,10 @@
 
 use burn::backend::{Autodiff, Flex};
 use fedvlm::federated::{Payload, ShareSpec};
-use fedvlm::strategy::{DpClientSideFixedClipping, DpConfig, DpFixedClipping, Strategy};
+use fedvlm::privacy::RdpAccountant;
+use fedvlm::strategy::{
+    DpClientSideFixedClipping, DpConfig, DpFixedClipping, DpSettings, Strategy,
+};
 use fedvlm::synthetic::Quickstart;
 use fedvlm::{FedAvg, Sharing, Simulation};
 
@@ -64,4 +67,56 @@ fn clipping_bounds_how_far_the_global_state_moves() {
         server_side <= 0.05 + 1e-5,
         "server-side clipping: {server_side}"
     );
+}
+
+#[test]
+fn every_round_reports_the_privacy_spent() {
+    let mut quickstart = Quickstart::new(3);
+    quickstart.simulation.rounds = 3;
+    quickstart.simulation.progress = false;
+    let device = Default::default();
+    let dp = DpConfig {
+        noise_multiplier: 1.1,
+        clipping_norm: 1.0,
+        num_sampled_clients: 3,
+        seed: 5,
+    };
+    let mut sim = Simulation::new(
+        quickstart.simulation.clone(),
+        ShareSpec::new(Sharing::PLora),
+        quickstart.task::<B>(&device).unwrap(),
+        DpFixedClipping::new(FedAvg::new(), dp),
+        quickstart.models::<B>(&device).unwrap(),
+    )
+    .unwrap();
+    let reports = sim.run(|_, _| Ok(())).unwrap();
+    let delta = 1.0 / (3.0 * 192.0);
+    assert_eq!(sim.privacy_delta(), delta);
+    let mut accountant = RdpAccountant::new();
+    for report in reports.iter().filter(|r| r.round > 0) {
+        accountant.step(1.1, 1.0, 1);
+        let (epsilon, reported_delta) = report.privacy.expect("a DP run reports privacy");
+        assert_eq!(reported_delta, delta);
+        assert_eq!(epsilon, accountant.epsilon(delta), "round {}", report.round);
+    }
+    // Without DP, nothing is reported.
+    let plain = largest_step(FedAvg::new());
+    assert!(plain > 0.0);
+
+    // A target epsilon resolves to the noise that keeps the whole run within it.
+    let settings = DpSettings {
+        clipping_norm: 1.0,
+        noise_multiplier: None,
+        target_epsilon: Some(8.0),
+        client_side: false,
+    };
+    let config = settings.resolve(3, 3, 3, delta, 1).unwrap();
+    let mut check = RdpAccountant::new();
+    check.step(config.noise_multiplier, 1.0, 3);
+    assert!(check.epsilon(delta) <= 8.0);
+    let both = DpSettings {
+        noise_multiplier: Some(1.0),
+        ..settings
+    };
+    assert!(both.resolve(3, 3, 3, delta, 1).is_err());
 }

@@ -31,6 +31,7 @@ fn report(round: u64, accuracy: f64) -> RoundReport {
         rejected: vec![],
         failed: vec![],
         aggregated: true,
+        privacy: None,
         mean_test: Some(metrics),
         mean_global_test: None,
         seconds: 0.2,

@@ -155,6 +155,20 @@ pub struct Args {
     /// Cap on the example count one update may claim (FedAvg's weight).
     #[arg(long)]
     pub max_examples_per_update: Option<u64>,
+    /// Differential privacy: clip every update to this L2 norm (default 1 when --dp-noise or
+    /// --target-epsilon is given) and add Gaussian noise on the server.
+    #[arg(long)]
+    pub dp_clip: Option<f64>,
+    /// DP noise multiplier (noise std = multiplier x clip / sampled clients).
+    #[arg(long, conflicts_with = "target_epsilon")]
+    pub dp_noise: Option<f64>,
+    /// DP: the epsilon the whole run may spend (delta = 1 / training examples); the noise
+    /// multiplier is solved for it (Opacus's get_noise_multiplier).
+    #[arg(long)]
+    pub target_epsilon: Option<f64>,
+    /// DP: clients clip their own updates (client-side fixed clipping) instead of the server.
+    #[arg(long)]
+    pub dp_client_side: bool,
 }
 
 impl Args {
@@ -223,6 +237,14 @@ impl Args {
         }
         if self.max_examples_per_update.is_some() {
             c.failures.max_examples_per_update = self.max_examples_per_update;
+        }
+        if self.dp_clip.is_some() || self.dp_noise.is_some() || self.target_epsilon.is_some() {
+            c.dp = Some(fedvlm::strategy::DpSettings {
+                clipping_norm: self.dp_clip.unwrap_or(1.0),
+                noise_multiplier: self.dp_noise,
+                target_epsilon: self.target_epsilon,
+                client_side: self.dp_client_side,
+            });
         }
         c
     }

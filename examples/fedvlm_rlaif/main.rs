@@ -101,6 +101,14 @@ fn run(args: &Args) -> Result<(), AnyError> {
     )?;
     print_table(&runs, &data);
     for run in &runs {
+        if let Some((epsilon, delta)) = run.reports.last().and_then(|r| r.privacy) {
+            println!(
+                "{}: privacy spent epsilon = {epsilon:.3} at delta = {delta:.2e}",
+                run.name
+            );
+        }
+    }
+    for run in &runs {
         if let Some(answer) = run.answers.first() {
             println!(
                 "{} client {}: Q: {} | reference: {} | generated: {}",

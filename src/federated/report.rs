@@ -64,6 +64,11 @@ pub struct RoundReport {
     /// `min_fit_clients`, or failures with `accept_failures` off; the global state is unchanged).
     #[serde(default = "aggregated_default")]
     pub aggregated: bool,
+    /// Under a DP strategy, the privacy spent so far: `(epsilon, delta)` of the sampled Gaussian
+    /// mechanism over the rounds aggregated, from Opacus's RDP accountant, at
+    /// `delta = 1 / (total training examples)`.
+    #[serde(default)]
+    pub privacy: Option<(f64, f64)>,
     /// Unweighted mean over clients of the personalised test metrics.
     pub mean_test: Option<ClassificationMetrics>,
     /// Unweighted mean over clients of the global-test metrics.

@@ -19,6 +19,7 @@ use crate::error::{FedError, Result};
 use crate::lora::{ShareSpec, check_trainable, common_frozen_a};
 use crate::metrics::{ClassificationMetrics, mean_metrics};
 use crate::params::{ClientUpdate, Payload, WireDtype};
+use crate::privacy::RdpAccountant;
 use crate::seed::mix_seed;
 use crate::strategy::{Strategy, clip_update};
 
@@ -140,6 +141,8 @@ pub struct Simulation<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> {
     server: Server<S>,
     clients: Vec<ClientRuntime<B, T::Model>>,
     next_round: u64,
+    /// Privacy spent so far, under a DP strategy.
+    accountant: RdpAccountant,
 }
 
 impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
@@ -194,6 +197,7 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
             server,
             clients,
             next_round: 1,
+            accountant: RdpAccountant::new(),
         })
     }
 
@@ -400,8 +404,30 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
         let mut report = self.evaluate_round(round, &sampled, training, rejected, started)?;
         report.failed = failed;
         report.aggregated = aggregated;
+        report.privacy = self.account(sampled.len(), aggregated);
         self.next_round += 1;
         Ok(report)
+    }
+
+    /// Under a DP strategy, steps the accountant by one release of the sampled Gaussian
+    /// mechanism (noise multiplier of the strategy, sample rate `sampled / K`) when the round was
+    /// aggregated, and returns `(epsilon, delta)` with `delta = 1 / (total training examples)`.
+    fn account(&mut self, sampled: usize, aggregated: bool) -> Option<(f64, f64)> {
+        let dp = self.server.strategy().dp_config()?;
+        if aggregated {
+            let rate = sampled as f64 / self.clients.len() as f64;
+            self.accountant.step(dp.noise_multiplier, rate, 1);
+        }
+        let delta = self.privacy_delta();
+        Some((self.accountant.epsilon(delta), delta))
+    }
+
+    /// The delta of the privacy reports: one over the clients' training examples in total.
+    pub fn privacy_delta(&self) -> f64 {
+        let total: usize = (0..self.clients.len())
+            .map(|k| self.task.num_examples(k, Split::Train))
+            .sum();
+        1.0 / total.max(1) as f64
     }
 
     /// Whether fault injection drops client `k` from `round`.
@@ -468,6 +494,7 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
             rejected,
             failed: Vec::new(),
             aggregated: true,
+            privacy: None,
             seconds: started.elapsed().as_secs_f64(),
         })
     }
@@ -524,6 +551,15 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
             client.restore_state(state, synced)?;
         }
         self.next_round = checkpoint.completed_rounds + 1;
+        // The accountant restarts from the rounds completed, each counted as released (an
+        // upper bound when some of them were not aggregated).
+        self.accountant = RdpAccountant::new();
+        if let Some(dp) = self.server.strategy().dp_config() {
+            for round in 1..self.next_round {
+                let rate = self.sample_clients(round).len() as f64 / self.clients.len() as f64;
+                self.accountant.step(dp.noise_multiplier, rate, 1);
+            }
+        }
         Ok(())
     }
 }

@@ -152,3 +152,71 @@ pub(crate) fn add_gaussian_noise(payload: &mut Payload, stdv: f64, seed: u64, ro
         first_block += blocks;
     }
 }
+
+/// DP settings as a user gives them (`--dp-clip`, and `--dp-noise` or `--target-epsilon`),
+/// resolved into a [`DpConfig`] once the federation's size is known.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DpSettings {
+    /// The L2 norm every update is clipped to.
+    pub clipping_norm: f64,
+    /// The noise multiplier; when `None`, the smallest one that keeps the whole run within
+    /// `target_epsilon` (Opacus's `get_noise_multiplier` on the RDP accountant).
+    pub noise_multiplier: Option<f64>,
+    /// The epsilon the whole run may spend (at `delta = 1 / total training examples`).
+    pub target_epsilon: Option<f64>,
+    /// Clip on the clients ([`DpClientSideFixedClipping`]) instead of on the server.
+    pub client_side: bool,
+}
+
+impl DpSettings {
+    /// The [`DpConfig`] for `num_sampled_clients` clients a round out of `num_clients`, over
+    /// `rounds` rounds, at `delta`, with noise seeded by `seed`.
+    ///
+    /// # Errors
+    /// [`crate::FedError::InvalidConfig`] when neither or both of the noise multiplier and the
+    /// target epsilon are given, or when the target cannot be met.
+    pub fn resolve(
+        &self,
+        num_sampled_clients: usize,
+        num_clients: usize,
+        rounds: u64,
+        delta: f64,
+        seed: u64,
+    ) -> crate::Result<DpConfig> {
+        let noise_multiplier = match (self.noise_multiplier, self.target_epsilon) {
+            (Some(noise), None) => noise,
+            (None, Some(target)) => {
+                let rate = num_sampled_clients as f64 / num_clients.max(1) as f64;
+                crate::privacy::try_noise_multiplier_for(target, delta, rate, rounds, 0.01)?
+            }
+            _ => {
+                return Err(crate::FedError::config(
+                    "dp",
+                    "give the noise multiplier (--dp-noise) or a target epsilon \
+                     (--target-epsilon), not both",
+                ));
+            }
+        };
+        let config = DpConfig {
+            noise_multiplier,
+            clipping_norm: self.clipping_norm,
+            num_sampled_clients: num_sampled_clients.max(1),
+            seed,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Wraps `inner` in the DP strategy these settings ask for.
+    pub fn wrap(
+        &self,
+        inner: Box<dyn super::Strategy>,
+        config: DpConfig,
+    ) -> Box<dyn super::Strategy> {
+        if self.client_side {
+            Box::new(super::DpClientSideFixedClipping::new(inner, config))
+        } else {
+            Box::new(super::DpFixedClipping::new(inner, config))
+        }
+    }
+}

@@ -87,6 +87,10 @@ impl<S: Strategy> Strategy for DpFixedClipping<S> {
         self.inner.client_clipping_norm()
     }
 
+    fn dp_config(&self) -> Option<DpConfig> {
+        Some(self.config)
+    }
+
     fn save_state(&self) -> Result<StrategyState> {
         wrapper_state(SERVER_KIND, self.round, &self.inner)
     }
@@ -150,6 +154,10 @@ impl<S: Strategy> Strategy for DpClientSideFixedClipping<S> {
 
     fn client_clipping_norm(&self) -> Option<f64> {
         Some(self.config.clipping_norm)
+    }
+
+    fn dp_config(&self) -> Option<DpConfig> {
+        Some(self.config)
     }
 
     fn save_state(&self) -> Result<StrategyState> {

@@ -32,7 +32,7 @@ mod state;
 mod trimmed_avg;
 
 pub use bulyan::Bulyan;
-pub use dp::{DpConfig, clip_update};
+pub use dp::{DpConfig, DpSettings, clip_update};
 pub use dp_fixed_clipping::{DpClientSideFixedClipping, DpFixedClipping};
 pub use fedadagrad::FedAdagrad;
 pub use fedadam::FedAdam;
@@ -78,6 +78,13 @@ pub trait Strategy: Send {
         None
     }
 
+    /// The differential-privacy settings of a DP strategy ([`DpFixedClipping`],
+    /// [`DpClientSideFixedClipping`]), so the runner can account the privacy spent; `None` (the
+    /// default) for the others.
+    fn dp_config(&self) -> Option<DpConfig> {
+        None
+    }
+
     /// The state carried from one round to the next (moments, momentum), for durable runs.
     /// The default, for stateless strategies, is an empty [`StrategyState`] named after
     /// [`Strategy::name`].
@@ -120,6 +127,10 @@ impl Strategy for Box<dyn Strategy> {
 
     fn client_clipping_norm(&self) -> Option<f64> {
         (**self).client_clipping_norm()
+    }
+
+    fn dp_config(&self) -> Option<DpConfig> {
+        (**self).dp_config()
     }
 
     fn save_state(&self) -> Result<StrategyState> {

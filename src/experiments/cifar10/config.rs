@@ -7,6 +7,7 @@ use crate::federated::FailurePolicy;
 use crate::federated::{OptimizerConfig, SimulationConfig, WireDtype};
 use crate::lora::LoraConfig;
 use crate::models::{AdapterTargets, MobileNetV3Arch};
+use crate::strategy::DpSettings;
 use crate::strategy::Strategy;
 pub use crate::strategy::StrategyKind;
 
@@ -59,6 +60,9 @@ pub struct Cifar10Config {
     /// Failing clients: fault injection, `min_fit_clients`, `accept_failures`.
     #[serde(default)]
     pub failures: FailurePolicy,
+    /// Differential privacy: the strategy is wrapped in fixed clipping with Gaussian noise.
+    #[serde(default)]
+    pub dp: Option<DpSettings>,
 }
 
 impl Default for Cifar10Config {
@@ -86,6 +90,7 @@ impl Default for Cifar10Config {
             global_eval_every: 10,
             wire_dtype: WireDtype::F32,
             failures: FailurePolicy::default(),
+            dp: None,
         }
     }
 }
@@ -154,8 +159,16 @@ impl Cifar10Config {
         }
     }
 
-    /// The server strategy.
-    pub fn build_strategy(&self) -> Box<dyn Strategy> {
-        self.strategy.build(self.mu)
+    /// The server strategy, wrapped in DP when [`Self::dp`] is set (its noise resolved for
+    /// `delta`, one over the total training examples).
+    pub fn build_strategy(&self, delta: f64) -> crate::Result<Box<dyn Strategy>> {
+        let strategy = self.strategy.build(self.mu);
+        let Some(dp) = &self.dp else {
+            return Ok(strategy);
+        };
+        let sampled =
+            ((self.fraction * self.clients as f64).round() as usize).clamp(1, self.clients.max(1));
+        let config = dp.resolve(sampled, self.clients, self.rounds, delta, self.seed)?;
+        Ok(dp.wrap(strategy, config))
     }
 }

@@ -7,6 +7,7 @@ use crate::federated::FailurePolicy;
 use crate::federated::{OptimizerConfig, SimulationConfig, WireDtype};
 use crate::lora::{LoraConfig, Sharing};
 use crate::models::Precision;
+use crate::strategy::DpSettings;
 use crate::strategy::Strategy;
 use crate::strategy::StrategyKind;
 
@@ -73,6 +74,9 @@ pub struct RlaifConfig {
     /// Failing clients: fault injection, `min_fit_clients`, `accept_failures`.
     #[serde(default)]
     pub failures: FailurePolicy,
+    /// Differential privacy: the strategy is wrapped in fixed clipping with Gaussian noise.
+    #[serde(default)]
+    pub dp: Option<DpSettings>,
 }
 
 impl Default for RlaifConfig {
@@ -106,6 +110,7 @@ impl Default for RlaifConfig {
             seed: 42,
             wire_dtype: WireDtype::F32,
             failures: FailurePolicy::default(),
+            dp: None,
         }
     }
 }
@@ -235,8 +240,15 @@ impl RlaifConfig {
         }
     }
 
-    /// The server strategy.
-    pub fn build_strategy(&self) -> Box<dyn Strategy> {
-        self.strategy.build(self.mu)
+    /// The server strategy, wrapped in DP when [`Self::dp`] is set (its noise resolved for
+    /// `delta`, one over the total training examples).
+    pub fn build_strategy(&self, delta: f64) -> crate::Result<Box<dyn Strategy>> {
+        let strategy = self.strategy.build(self.mu);
+        let Some(dp) = &self.dp else {
+            return Ok(strategy);
+        };
+        let sampled = ((1.0 * self.clients as f64).round() as usize).clamp(1, self.clients.max(1));
+        let config = dp.resolve(sampled, self.clients, self.rounds, delta, self.seed)?;
+        Ok(dp.wrap(strategy, config))
     }
 }

@@ -182,11 +182,12 @@ pub fn run_rule<B: AutodiffBackend>(
 ) -> Result<RuleRun> {
     let config = inputs.config;
     let federation = federation(inputs, sharing)?;
+    let strategy = config.build_strategy(federation.privacy_delta())?;
     let mut sim = Simulation::new(
         federation.config,
         federation.spec,
         federation.task,
-        config.build_strategy(),
+        strategy,
         federation.models,
     )?;
     let name = config.run_name(sharing);
