@@ -15,6 +15,7 @@ pub mod federation;
 mod optimizer;
 pub mod prox;
 pub mod report;
+mod resume;
 pub mod run_dir;
 pub mod server;
 pub mod simulation;

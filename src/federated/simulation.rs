@@ -9,7 +9,6 @@ use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng, rngs::ChaCha8Rng};
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::Checkpoint;
 use super::client::{ClientConfig, ClientModel, ClientRuntime, OptimizerConfig, evaluate_model};
 use super::failures::FailurePolicy;
 use super::report::{ClientRoundReport, Rejection, RoundReport};
@@ -135,14 +134,14 @@ impl SimulationConfig {
 /// client's copy across rounds, including rounds it sits out. After aggregation every client is
 /// scored with its private tensors and the new global ones.
 pub struct Simulation<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> {
-    config: SimulationConfig,
-    spec: ShareSpec,
-    task: T,
-    server: Server<S>,
-    clients: Vec<ClientRuntime<B, T::Model>>,
-    next_round: u64,
+    pub(super) config: SimulationConfig,
+    pub(super) spec: ShareSpec,
+    pub(super) task: T,
+    pub(super) server: Server<S>,
+    pub(super) clients: Vec<ClientRuntime<B, T::Model>>,
+    pub(super) next_round: u64,
     /// Privacy spent so far, under a DP strategy.
-    accountant: RdpAccountant,
+    pub(super) accountant: RdpAccountant,
 }
 
 impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
@@ -497,69 +496,5 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
             privacy: None,
             seconds: started.elapsed().as_secs_f64(),
         })
-    }
-
-    /// Saves everything needed to continue after the last completed round: the global state,
-    /// every client's adapter matrices and shared extras, the strategy's state (server
-    /// optimiser moments) and the round counter, atomically ([`Checkpoint::save`]). Randomness
-    /// is derived from `(seed, round, client)` (DP noise from `(seed, round)`), so a resumed run
-    /// equals an uninterrupted one (unless `keep_optimizer_state` is on: client optimiser state
-    /// is not saved).
-    pub fn save_checkpoint(&self, dir: impl AsRef<std::path::Path>) -> Result<()> {
-        Checkpoint {
-            completed_rounds: self.next_round - 1,
-            seed: self.config.seed,
-            sharing: self.spec.sharing,
-            global: self.server.global().clone(),
-            clients: self.clients.iter().map(ClientRuntime::state).collect(),
-            synced: self.clients.iter().map(ClientRuntime::synced).collect(),
-            strategy: Some(self.server.strategy().save_state()?),
-        }
-        .save(dir)
-    }
-
-    /// Restores a checkpoint written by [`Simulation::save_checkpoint`] of a simulation built
-    /// the same way (same task, models, sharing and seed); the next [`Simulation::run`]
-    /// continues after the saved round.
-    pub fn resume(&mut self, dir: impl AsRef<std::path::Path>) -> Result<()> {
-        let checkpoint = Checkpoint::load(dir)?;
-        if checkpoint.sharing != self.spec.sharing || checkpoint.seed != self.config.seed {
-            return Err(FedError::config(
-                "checkpoint",
-                format!(
-                    "was written with sharing {} and seed {}, this run uses {} and {}",
-                    checkpoint.sharing, checkpoint.seed, self.spec.sharing, self.config.seed
-                ),
-            ));
-        }
-        if checkpoint.clients.len() != self.clients.len() {
-            return Err(FedError::config(
-                "checkpoint",
-                format!(
-                    "holds {} clients, this run has {}",
-                    checkpoint.clients.len(),
-                    self.clients.len()
-                ),
-            ));
-        }
-        self.server.set_global(checkpoint.global)?;
-        if let Some(state) = checkpoint.strategy {
-            self.server.strategy_mut().load_state(state)?;
-        }
-        for (k, (client, state)) in self.clients.iter_mut().zip(&checkpoint.clients).enumerate() {
-            let synced = checkpoint.synced.get(k).copied().flatten();
-            client.restore_state(state, synced)?;
-        }
-        self.next_round = checkpoint.completed_rounds + 1;
-        // The accountant restarts from the rounds completed, each counted as released (an
-        // upper bound when some of them were not aggregated).
-        self.accountant = RdpAccountant::new();
-        if let Some(dp) = self.server.strategy().dp_config() {
-            for round in 1..self.next_round {
-                let rate = self.sample_clients(round).len() as f64 / self.clients.len() as f64;
-                self.accountant.step(dp.noise_multiplier, rate, 1);
-            }
-        }
-        Ok(())
     }
 }
