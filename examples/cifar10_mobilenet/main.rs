@@ -109,14 +109,10 @@ fn main() -> Result<(), FedError> {
             global
         );
     }
-    for run in &runs {
-        if let Some((epsilon, delta)) = run.reports.last().and_then(|r| r.privacy) {
-            println!(
-                "{}: privacy spent epsilon = {epsilon:.3} at delta = {delta:.2e}",
-                run.sharing.name()
-            );
-        }
-    }
+    args::robustness::print_privacy(
+        runs.iter()
+            .map(|run| (run.sharing.name(), run.reports.as_slice())),
+    );
     println!(
         "\nwrote {}/{{rounds.csv, accuracy.svg, <rule>/metrics.jsonl}} in {:.1} s",
         args.out.display(),

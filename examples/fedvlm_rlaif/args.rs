@@ -1,6 +1,9 @@
 //! The RLAIF-V experiment's flags, and the model, data and cache they ask for: shared by this
 //! example and by `flower_node --task rlaif`.
 
+#[path = "../common/robustness.rs"]
+pub mod robustness;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,6 +18,7 @@ use fedvlm::experiments::vqa::{CacheConfig, FrozenPrefixCache};
 use fedvlm::models::florence2::processor::Florence2Processor;
 use fedvlm::models::florence2::{Florence2, Florence2Pipeline, GenerationConfig};
 use fedvlm::strategy::StrategyKind;
+use robustness::RobustnessArgs;
 
 /// Samples per forward pass while the cache is built: 1 on the CPU (fresh multi-megabyte
 /// activation buffers of bigger batches cost more in page faults than batching saves).
@@ -143,32 +147,9 @@ pub struct Args {
     /// 1 epoch (flags still override it).
     #[arg(long)]
     pub quick: bool,
-    /// Fault injection: drop each sampled client from a round with this probability (seeded).
-    #[arg(long)]
-    pub client_failure_rate: Option<f64>,
-    /// Aggregate only when at least this many updates arrive (Flower's min_fit_clients).
-    #[arg(long)]
-    pub min_fit_clients: Option<usize>,
-    /// Aggregate rounds in which some clients failed (Flower's accept_failures): true or false.
-    #[arg(long)]
-    pub accept_failures: Option<bool>,
-    /// Cap on the example count one update may claim (FedAvg's weight).
-    #[arg(long)]
-    pub max_examples_per_update: Option<u64>,
-    /// Differential privacy: clip every update to this L2 norm (default 1 when --dp-noise or
-    /// --target-epsilon is given) and add Gaussian noise on the server.
-    #[arg(long)]
-    pub dp_clip: Option<f64>,
-    /// DP noise multiplier (noise std = multiplier x clip / sampled clients).
-    #[arg(long, conflicts_with = "target_epsilon")]
-    pub dp_noise: Option<f64>,
-    /// DP: the epsilon the whole run may spend (delta = 1 / training examples); the noise
-    /// multiplier is solved for it (Opacus's get_noise_multiplier).
-    #[arg(long)]
-    pub target_epsilon: Option<f64>,
-    /// DP: clients clip their own updates (client-side fixed clipping) instead of the server.
-    #[arg(long)]
-    pub dp_client_side: bool,
+    /// Failing clients and differential privacy.
+    #[command(flatten)]
+    pub robustness: RobustnessArgs,
 }
 
 impl Args {
@@ -226,26 +207,7 @@ impl Args {
         if let Some(precision) = self.prefix_precision {
             c.prefix_precision = precision;
         }
-        if let Some(rate) = self.client_failure_rate {
-            c.failures.client_failure_rate = rate;
-        }
-        if let Some(min) = self.min_fit_clients {
-            c.failures.min_fit_clients = min;
-        }
-        if let Some(accept) = self.accept_failures {
-            c.failures.accept_failures = accept;
-        }
-        if self.max_examples_per_update.is_some() {
-            c.failures.max_examples_per_update = self.max_examples_per_update;
-        }
-        if self.dp_clip.is_some() || self.dp_noise.is_some() || self.target_epsilon.is_some() {
-            c.dp = Some(fedvlm::strategy::DpSettings {
-                clipping_norm: self.dp_clip.unwrap_or(1.0),
-                noise_multiplier: self.dp_noise,
-                target_epsilon: self.target_epsilon,
-                client_side: self.dp_client_side,
-            });
-        }
+        self.robustness.apply(&mut c.failures, &mut c.dp);
         c
     }
 }

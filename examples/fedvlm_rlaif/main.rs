@@ -100,14 +100,10 @@ fn run(args: &Args) -> Result<(), AnyError> {
         &labelled,
     )?;
     print_table(&runs, &data);
-    for run in &runs {
-        if let Some((epsilon, delta)) = run.reports.last().and_then(|r| r.privacy) {
-            println!(
-                "{}: privacy spent epsilon = {epsilon:.3} at delta = {delta:.2e}",
-                run.name
-            );
-        }
-    }
+    args::robustness::print_privacy(
+        runs.iter()
+            .map(|run| (run.name.as_str(), run.reports.as_slice())),
+    );
     for run in &runs {
         if let Some(answer) = run.answers.first() {
             println!(
