@@ -127,7 +127,8 @@ fn a_torn_or_damaged_checkpoint_falls_back_to_the_previous_one() {
 /// process does (`FEDVLM_DURABLE_CHILD=dir`), and the uninterrupted reference.
 /// `variant` 0 is FedAdam under pLoRA, 1 FedAvg under FedAvg-LoRA.
 fn run_into(dir: &Path, variant: u8) -> Vec<RoundReport> {
-    let quickstart = quickstart(4096);
+    let mut quickstart = quickstart(2048);
+    quickstart.simulation.rounds = 16;
     if variant == 0 {
         let mut sim = simulation(&quickstart, Sharing::PLora, fedadam());
         run_in_dir(&mut sim, dir, &quickstart, true, |saved| saved).unwrap()
@@ -176,7 +177,8 @@ fn killed_and_resumed(variant: u8) {
             .unwrap();
         // Kill at a random moment (training, aggregation, evaluation or checkpoint writing),
         // or let the last attempts finish.
-        let delay = Duration::from_millis(rng.random_range(whole / 6 + 20..whole / 2 + 40));
+        // Up to about two rounds' worth, so that most attempts are killed after some progress.
+        let delay = Duration::from_millis(rng.random_range(whole / 32 + 30..whole / 8 + 60));
         let deadline = std::time::Instant::now() + delay;
         let mut finished = None;
         while std::time::Instant::now() < deadline {
@@ -191,7 +193,7 @@ fn killed_and_resumed(variant: u8) {
                 assert!(status.success(), "attempt {attempt}: {status}");
                 break;
             }
-            None if kills < 8 => {
+            None if kills < 10 => {
                 child.kill().unwrap(); // SIGKILL
                 child.wait().unwrap();
                 kills += 1;

@@ -138,13 +138,19 @@ impl Checkpoint {
 
     /// Reads the checkpoint in exactly `dir`, verifying every file's sha256.
     fn load_exact(dir: &Path) -> Result<Self> {
-        let path = dir.join(MANIFEST);
-        let text = std::fs::read(&path).map_err(|e| FedError::io(&path, e))?;
-        let manifest: Manifest = serde_json::from_slice(&text)?;
+        let manifest_path = dir.join(MANIFEST);
+        let text = std::fs::read(&manifest_path).map_err(|e| FedError::io(&manifest_path, e))?;
+        let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| {
+            FedError::config("checkpoint", format!("{}: {e}", manifest_path.display()))
+        })?;
         if manifest.format != FORMAT {
             return Err(FedError::config(
                 "checkpoint",
-                format!("unknown format {:?} in {}", manifest.format, path.display()),
+                format!(
+                    "unknown format {:?} in {}",
+                    manifest.format,
+                    manifest_path.display()
+                ),
             ));
         }
         let read = |name: &str| -> Result<Vec<u8>> {
@@ -154,13 +160,27 @@ impl Checkpoint {
                 Some(sum) if *sum == hex(&Sha256::digest(&bytes)) => Ok(bytes),
                 _ => Err(FedError::config(
                     "checkpoint",
-                    format!("{} does not match the manifest's sha256", path.display()),
+                    format!(
+                        "{} does not match its sha256 in {}",
+                        path.display(),
+                        manifest_path.display()
+                    ),
                 )),
             }
         };
-        let payload = |name: &str| -> Result<Payload> { Ok(Payload::from_bytes(&read(name)?)?) };
+        let payload = |name: &str| -> Result<Payload> {
+            Payload::from_bytes(&read(name)?).map_err(|e| {
+                FedError::config("checkpoint", format!("{}: {e}", dir.join(name).display()))
+            })
+        };
         let strategy = if manifest.files.contains_key(STRATEGY) {
-            Some(serde_json::from_slice(&read(STRATEGY)?)?)
+            let bytes = read(STRATEGY)?;
+            Some(serde_json::from_slice(&bytes).map_err(|e| {
+                FedError::config(
+                    "checkpoint",
+                    format!("{}: {e}", dir.join(STRATEGY).display()),
+                )
+            })?)
         } else {
             None
         };

@@ -91,7 +91,9 @@ impl ClientStateDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(FedError::io(&manifest_path, e)),
         };
-        let manifest: Manifest = serde_json::from_slice(&text)?;
+        let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| {
+            FedError::config("state dir", format!("{}: {e}", manifest_path.display()))
+        })?;
         let mismatch = |what: String| {
             Err(FedError::config(
                 "state dir",
@@ -110,10 +112,15 @@ impl ClientStateDir {
         let tensors_path = self.dir.join(TENSORS);
         let bytes = std::fs::read(&tensors_path).map_err(|e| FedError::io(&tensors_path, e))?;
         if hex(&Sha256::digest(&bytes)) != manifest.sha256 {
-            return mismatch("the tensors file does not match the manifest's sha256".into());
+            return mismatch(format!(
+                "{} does not match its sha256 here",
+                tensors_path.display()
+            ));
         }
         Ok(Some(SavedClientState {
-            tensors: Payload::from_bytes(&bytes)?,
+            tensors: Payload::from_bytes(&bytes).map_err(|e| {
+                FedError::config("state dir", format!("{}: {e}", tensors_path.display()))
+            })?,
             last_round: manifest.last_round,
             synced: manifest.synced,
         }))
