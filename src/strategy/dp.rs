@@ -164,7 +164,7 @@ pub struct DpSettings {
     pub noise_multiplier: Option<f64>,
     /// The epsilon the whole run may spend (at `delta = 1 / total training examples`).
     pub target_epsilon: Option<f64>,
-    /// Clip on the clients ([`DpClientSideFixedClipping`]) instead of on the server.
+    /// Clip on the clients ([`super::DpClientSideFixedClipping`]) instead of on the server.
     pub client_side: bool,
 }
 
