@@ -25,10 +25,7 @@ pub struct Federation<B: AutodiffBackend, T: FederatedTask<B>> {
 impl<B: AutodiffBackend, T: FederatedTask<B>> Federation<B, T> {
     /// The delta privacy reports use: one over the clients' training examples in total.
     pub fn privacy_delta(&self) -> f64 {
-        let total: usize = (0..self.task.num_clients())
-            .map(|k| self.task.num_examples(k, super::task::Split::Train))
-            .sum();
-        1.0 / total.max(1) as f64
+        super::task::privacy_delta(&self.task)
     }
 
     /// Client `client` alone, as a Flower node runs it: the task (whose other clients' data the

@@ -423,10 +423,7 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
 
     /// The delta of the privacy reports: one over the clients' training examples in total.
     pub fn privacy_delta(&self) -> f64 {
-        let total: usize = (0..self.clients.len())
-            .map(|k| self.task.num_examples(k, Split::Train))
-            .sum();
-        1.0 / total.max(1) as f64
+        super::task::privacy_delta(&self.task)
     }
 
     /// Whether fault injection drops client `k` from `round`.

@@ -44,6 +44,14 @@ pub fn dataset_rows(
         .collect()
 }
 
+/// The delta that privacy reports use: one over the clients' training examples in total.
+pub fn privacy_delta<B: AutodiffBackend, T: FederatedTask<B>>(task: &T) -> f64 {
+    let total: usize = (0..task.num_clients())
+        .map(|k| task.num_examples(k, Split::Train))
+        .sum();
+    1.0 / total.max(1) as f64
+}
+
 /// Summed loss and predictions of one evaluation batch.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EvalBatch {
