@@ -7,6 +7,7 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::atomic::write_atomic;
 use super::checkpoint::Checkpoint;
 use super::report::{JsonlWriter, RoundReport};
 use super::simulation::Simulation;
@@ -56,18 +57,20 @@ where
         sim.resume(&checkpoint)?;
         let done = sim.next_round() - 1;
         if metrics.is_file() {
-            previous = JsonlWriter::read_all(&metrics)?;
+            previous = JsonlWriter::read_complete(&metrics)?;
             previous.retain(|r| r.round <= done);
         }
     }
-    std::fs::write(&settings_file, serde_json::to_vec_pretty(settings)?)
-        .map_err(|e| FedError::io(&settings_file, e))?;
-    // Rewrite the reports up to the checkpoint, so a run stopped after its last checkpoint
-    // does not leave rounds that will be run again.
-    let mut log = JsonlWriter::create(&metrics)?;
+    write_atomic(&settings_file, &serde_json::to_vec_pretty(settings)?)?;
+    // Rewrite the reports up to the checkpoint (atomically: a kill now loses nothing), so a run
+    // stopped after its last checkpoint does not leave rounds that will be run again.
+    let mut kept = Vec::new();
     for report in &previous {
-        log.write(report)?;
+        serde_json::to_writer(&mut kept, report)?;
+        kept.push(b'\n');
     }
+    write_atomic(&metrics, &kept)?;
+    let mut log = JsonlWriter::append(&metrics)?;
     let reports = sim.run(|sim, report| {
         log.write(report)?;
         if report.round > 0 {
