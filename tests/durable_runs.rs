@@ -3,7 +3,7 @@
 //! or damaged checkpoint falls back to the previous), and a run killed with SIGKILL at random
 //! moments (six of them forced into exact phases: training, aggregation, a checkpoint half
 //! written, a checkpoint before its renames) and resumed each time ends with the uninterrupted run's metrics (FedAdam under pLoRA,
-//! FedAvg under FedAvg-LoRA).
+//! FedAvg under FedAvg-LoRA, and the two other pairings).
 
 use std::path::Path;
 use std::process::Command;
@@ -212,15 +212,21 @@ fn a_torn_or_damaged_checkpoint_falls_back_to_the_previous_one() {
 
 /// Runs the federation into `dir` with resume, a checkpoint after every round: what the child
 /// process does (`FEDVLM_DURABLE_CHILD=dir`), and the uninterrupted reference.
-/// `variant` 0 is FedAdam under pLoRA, 1 FedAvg under FedAvg-LoRA.
+/// `variant` 0 is FedAdam under pLoRA, 1 FedAvg under FedAvg-LoRA, 2 FedAdam under
+/// FedAvg-LoRA, 3 FedAvg under pLoRA.
 fn run_into(dir: &Path, variant: u8) -> Vec<RoundReport> {
     let mut quickstart = quickstart(2048);
     quickstart.simulation.rounds = 16;
-    if variant == 0 {
-        let mut sim = simulation(&quickstart, Sharing::PLora, fedadam());
+    let sharing = if variant % 3 == 0 {
+        Sharing::PLora
+    } else {
+        Sharing::FedAvgLora
+    };
+    if variant % 2 == 0 {
+        let mut sim = simulation(&quickstart, sharing, fedadam());
         run_in_dir(&mut sim, dir, &quickstart, true, |saved| saved).unwrap()
     } else {
-        let mut sim = simulation(&quickstart, Sharing::FedAvgLora, FedAvg::new());
+        let mut sim = simulation(&quickstart, sharing, FedAvg::new());
         run_in_dir(&mut sim, dir, &quickstart, true, |saved| saved).unwrap()
     }
 }
@@ -253,7 +259,7 @@ fn child_process_entry_point() {
 #[test]
 fn a_run_killed_at_random_moments_resumes_to_the_same_metrics() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    for variant in [0, 1] {
+    for variant in [0, 1, 2, 3] {
         killed_and_resumed(variant);
     }
 }
