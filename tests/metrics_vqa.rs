@@ -37,7 +37,10 @@ struct Accuracy {
 }
 
 fn cases() -> Cases {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/vqa_eval/cases.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/vqa_eval/cases.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -109,7 +112,10 @@ fn published_examples_of_the_leave_one_out_accuracy() {
     assert_eq!(vqa_accuracy("Yes.", &yes_of_ten(4)).unwrap(), 1.0);
     // Three of four humans said "2": leaving one of them out gives 2/3, the "3" 1.
     let four = vqa_accuracy("two", &strings(&["2", "2", "2", "3"])).unwrap();
-    assert!((four - (3.0 * 2.0 / 3.0 + 1.0) / 4.0).abs() < 1e-12, "{four}");
+    assert!(
+        (four - (3.0 * 2.0 / 3.0 + 1.0) / 4.0).abs() < 1e-12,
+        "{four}"
+    );
     // ...but not when all of them gave the same answer (the official code's shortcut).
     assert_eq!(vqa_accuracy("Yes.", &yes_of_ten(10)).unwrap(), 0.0);
     assert_eq!(vqa_accuracy(" yes\n", &yes_of_ten(10)).unwrap(), 1.0);
@@ -195,7 +201,10 @@ fn aggregates_average_answers_and_clients() {
     };
     let mean = mean_answer_metrics(&[a, b]).unwrap();
     assert_eq!((mean.exact_match, mean.token_f1), (0.5, 0.75));
-    assert_eq!((mean.vqa_accuracy, mean.count, mean.vqa_count), (Some(1.0), 4, 1));
+    assert_eq!(
+        (mean.vqa_accuracy, mean.count, mean.vqa_count),
+        (Some(1.0), 4, 1)
+    );
     let pooled = weighted_mean_answer_metrics(&[a, b]).unwrap();
     assert_eq!((pooled.exact_match, pooled.token_f1), (0.25, 0.625));
     assert_eq!(pooled.vqa_accuracy, Some(1.0));

@@ -232,7 +232,10 @@ fn token_scores_leave_out_the_always_right_leading_bos() {
     let scored = score_tokens(logits, labels).unwrap();
     assert_eq!(scored.targets, [5, 6, 2, 7, 2]);
     assert_eq!(scored.predictions, [0; 5]);
-    assert_eq!(scored.loss_count, 7, "the loss still covers every label, <s> included");
+    assert_eq!(
+        scored.loss_count, 7,
+        "the loss still covers every label, <s> included"
+    );
     let mut confusion = fedvlm::metrics::ConfusionMatrix::new(8);
     confusion
         .add_batch(&scored.predictions, &scored.targets)

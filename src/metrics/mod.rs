@@ -11,13 +11,13 @@ pub mod answers;
 mod classification;
 mod tokens;
 
+pub use answers::{
+    AnswerMetrics, AnswerScore, answer_metrics, exact_match, mean_answer_metrics, normalize_answer,
+    token_f1, vqa_accuracy, weighted_mean_answer_metrics,
+};
 pub use classification::{
     ClassificationMetrics, ConfusionMatrix, classification_metrics, mean_metrics,
     weighted_mean_metrics,
-};
-pub use answers::{
-    AnswerMetrics, AnswerScore, answer_metrics, exact_match, mean_answer_metrics,
-    normalize_answer, token_f1, vqa_accuracy, weighted_mean_answer_metrics,
 };
 pub use tokens::{masked_loss_sum, masked_mean_loss, token_metrics};
 

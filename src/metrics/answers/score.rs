@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use super::normalize::{clean_answer, normalize_answer, process_digit_article, process_punctuation};
+use super::normalize::{
+    clean_answer, normalize_answer, process_digit_article, process_punctuation,
+};
 use crate::metrics::MetricsError;
 
 /// Whether `prediction` and `reference` are equal after [`normalize_answer`].
