@@ -51,7 +51,7 @@ impl Default for AnswerEvalConfig {
 impl AnswerEvalConfig {
     /// Whether round `round` of `rounds` is scored.
     pub fn due(&self, round: u64, rounds: u64) -> bool {
-        self.every > 0 && (round % self.every == 0 || round == rounds)
+        self.every > 0 && (round.is_multiple_of(self.every) || round == rounds)
     }
 
     /// How many of each client's first test samples the evaluation generates answers for

@@ -82,7 +82,9 @@ pub fn score_tokens<B: Backend>(
         .into_iter()
         .zip(targets)
         .enumerate()
-        .filter(|&(i, (_, t))| t != IGNORE_INDEX && !(i % steps == 0 && t == i64::from(BOS_ID)))
+        .filter(|&(i, (_, t))| {
+            t != IGNORE_INDEX && !(i.is_multiple_of(steps) && t == i64::from(BOS_ID))
+        })
         .map(|(_, (p, t))| (p as usize, t as usize))
         .unzip();
     Ok(EvalBatch {
