@@ -468,8 +468,10 @@ fn check_answer_round(report: &AnswerRoundReport, test_sizes: &[usize]) {
 #[test]
 fn generated_answers_are_scored_before_fine_tuning_and_after_rounds() {
     let _serial = serial();
+    // Long enough for the tiny model to generate text, not only `<loc_*>` tokens.
     let fixture = Fixture::new(RlaifConfig {
         answers_per_client: usize::MAX,
+        answer_max_new_tokens: 8,
         ..config(2)
     });
     let cache = fixture.cache(CacheDtype::F32);
@@ -490,6 +492,11 @@ fn generated_answers_are_scored_before_fine_tuning_and_after_rounds() {
         check_answer_round(report, &test_sizes);
     }
     assert_eq!(run.answers.len(), test_sizes.iter().sum::<usize>());
+    assert!(
+        run.answers.iter().any(|a| !a.generated.is_empty()),
+        "{:?}",
+        run.answers
+    );
 
     // References (and ten identical human answers) equal to what the trained models generate:
     // every score of the last round is 1. Training does not read the texts, so it repeats.
