@@ -47,6 +47,29 @@ where
     S: Strategy,
     C: Serialize + DeserializeOwned + PartialEq,
 {
+    run_in_dir_with(sim, dir, settings, resume, same_but_rounds, |_, _| Ok(()))
+}
+
+/// [`run_in_dir`], calling `on_report` with the simulation and each new round's report after
+/// the report is written and before the round's checkpoint is saved (so a run stopped in
+/// between runs that round again, `on_report` included).
+///
+/// # Errors
+/// As [`run_in_dir`], and whatever `on_report` returns.
+pub fn run_in_dir_with<B, T, S, C>(
+    sim: &mut Simulation<B, T, S>,
+    dir: &Path,
+    settings: &C,
+    resume: bool,
+    same_but_rounds: impl Fn(C) -> C,
+    mut on_report: impl FnMut(&Simulation<B, T, S>, &RoundReport) -> Result<()>,
+) -> Result<Vec<RoundReport>>
+where
+    B: AutodiffBackend,
+    T: FederatedTask<B>,
+    S: Strategy,
+    C: Serialize + DeserializeOwned + PartialEq,
+{
     std::fs::create_dir_all(dir).map_err(|e| FedError::io(dir, e))?;
     let checkpoint = dir.join(CHECKPOINT_DIR);
     let metrics = dir.join(METRICS_FILE);
@@ -73,6 +96,7 @@ where
     let mut log = JsonlWriter::append(&metrics)?;
     let reports = sim.run(|sim, report| {
         log.write(report)?;
+        on_report(sim, report)?;
         if report.round > 0 {
             sim.save_checkpoint(&checkpoint)?;
         }
