@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::config::RlaifConfig;
-use crate::data::{RlaifV, RlaifVPartitionOptions, RlaifVScheme, partition_rlaif_v};
+use super::rows::VqaRows;
+use crate::data::{RlaifVPartitionOptions, RlaifVScheme, partition_by_source_keys};
 use crate::error::{FedError, Result};
 use crate::experiments::vqa::{FrozenPrefixCache, VqaSample, VqaSplit};
 use crate::models::florence2::processor::Florence2Processor;
@@ -16,8 +17,10 @@ pub struct SampleText {
     pub question: String,
     /// The chosen (reference) answer.
     pub answer: String,
-    /// Its source dataset (`origin_dataset`).
+    /// Its source dataset (`origin_dataset`; OK-VQA: [`crate::data::OKVQA_SOURCE`]).
     pub source: String,
+    /// The human answers (OK-VQA's ten, for VQA accuracy); empty for RLAIF-V.
+    pub human_answers: Vec<String>,
 }
 
 /// The experiment's data: only the samples some client uses, preprocessed and tokenised, with
@@ -39,22 +42,31 @@ pub struct RlaifData {
 }
 
 impl RlaifData {
-    /// Partitions `data` per `config` (by source dataset grouped into `clients`, or IID;
+    /// Partitions `data` (RLAIF-V or OK-VQA rows, see [`VqaRows`]) per `config` (by source
+    /// dataset grouped into `clients`, or IID, which OK-VQA's single source requires;
     /// centralised training merges every client's train and test splits into one trainer)
     /// and turns every sample used into a [`VqaSample`]: the image preprocessed by
     /// `processor` (its size), the question and the chosen answer tokenised and cut to
     /// `max_prompt_len` / `max_answer_len`.
     ///
     /// # Errors
-    /// [`FedError::InvalidConfig`] for invalid settings or fewer sources than non-IID clients,
+    /// [`FedError::InvalidConfig`] for invalid settings, fewer sources than non-IID clients or
+    /// non-IID OK-VQA clients,
     /// [`FedError::Data`] for an image that does not decode, [`FedError::Task`] when the
     /// processor fails.
-    pub fn prepare(
+    pub fn prepare<'a>(
         config: &RlaifConfig,
-        data: &RlaifV,
+        data: impl Into<VqaRows<'a>>,
         processor: &Florence2Processor,
     ) -> Result<Self> {
         config.validate()?;
+        let data: VqaRows<'a> = data.into();
+        if data.dataset().iid_only() && !config.iid && !config.centralized && config.clients > 1 {
+            return Err(FedError::config(
+                "iid",
+                format!("{} has a single source: its clients are IID shares", data.dataset()),
+            ));
+        }
         let scheme = if config.iid {
             RlaifVScheme::Iid {
                 num_clients: config.clients,
@@ -71,7 +83,7 @@ impl RlaifData {
         if let Some(max) = config.max_samples_per_client {
             options = options.max_samples_per_client(max);
         }
-        let clients = partition_rlaif_v(data, &options)?;
+        let clients = partition_by_source_keys(&data.source_keys(), &options)?;
 
         // Only the samples some client uses are preprocessed, in first-use order.
         let mut index: BTreeMap<usize, usize> = BTreeMap::new();
@@ -111,11 +123,12 @@ impl RlaifData {
             ));
         }
 
-        let rows = data.samples();
         let mut samples = Vec::with_capacity(used.len());
         let mut texts = Vec::with_capacity(used.len());
         for &r in &used {
-            let row = &rows[r];
+            let row = data
+                .row(r)
+                .ok_or_else(|| FedError::Task(format!("row {r} is past the data's end")))?;
             let image = row.decode_image()?;
             let pixels = processor
                 .preprocess(std::slice::from_ref(&image))
@@ -125,15 +138,16 @@ impl RlaifData {
                 processor,
                 pixels.data,
                 size,
-                &row.question,
-                &row.chosen,
+                row.question(),
+                row.answer(),
                 config.max_prompt_len,
                 config.max_answer_len,
             )?);
             texts.push(SampleText {
-                question: row.question.clone(),
-                answer: row.chosen.clone(),
-                source: row.origin_dataset.clone(),
+                question: row.question().to_string(),
+                answer: row.answer().to_string(),
+                source: row.source().to_string(),
+                human_answers: row.human_answers().to_vec(),
             });
         }
         split.validate(samples.len())?;

@@ -3,17 +3,21 @@
 //! clients holding one or more source datasets each (or IID shares), or centrally.
 //!
 //! * [`config`]: [`RlaifConfig`], the paper's settings by default.
-//! * [`data`]: [`RlaifData::prepare`], RLAIF-V rows to preprocessed, tokenised samples and the
-//!   clients' split.
+//! * [`data`]: [`RlaifData::prepare`], RLAIF-V or OK-VQA rows ([`rows`]) to preprocessed,
+//!   tokenised samples and the clients' split.
 //! * [`pipeline`]: client models, the frozen-prefix cache, and [`run_rule`] (metrics,
 //!   checkpoints, resume, generated answers).
+//! * [`sweep`]: the client ablation (Table 4): one federation per client count and its table.
 
 pub mod config;
 pub mod data;
 pub mod pipeline;
+pub mod rows;
+pub mod sweep;
 
 pub use config::RlaifConfig;
 pub use data::{RlaifData, SampleText};
+pub use rows::{VqaDataset, VqaRow, VqaRows};
 pub use pipeline::{
     ANSWERS_FILE, GeneratedAnswer, RuleRun, RunInputs, build_cache, build_client_models,
     federation, freeze_base, run_rule,
