@@ -37,13 +37,23 @@ fn the_datasets_written_file_is_read_and_its_malformed_rows_counted() {
     // "vine" and "husky" win ties by appearing first.
     assert_eq!(
         targets,
-        ["racing", "vine", "teddy bear", "united kingdom", "surfing", "husky"]
+        [
+            "racing",
+            "vine",
+            "teddy bear",
+            "united kingdom",
+            "surfing",
+            "husky"
+        ]
     );
     let first = &data.samples()[0];
     assert_eq!(first.question_id, "2971475");
     assert_eq!(first.question, "What sport can you use this for?");
     assert_eq!(first.answers.len(), 10);
-    assert_eq!(first.answers.iter().filter(|a| *a == "motocross").count(), 4);
+    assert_eq!(
+        first.answers.iter().filter(|a| *a == "motocross").count(),
+        4
+    );
     assert_eq!(first.question_type.as_deref(), Some("one"));
     assert_eq!(first.answer_type.as_deref(), Some("other"));
     assert_eq!((first.row_group, first.row), (0, 0));
@@ -117,7 +127,11 @@ fn a_larger_file_limits_and_iid_partitions() {
     let summary = data.summary();
     assert_eq!((summary.rows_seen, summary.kept), (23, 16));
     assert_eq!(summary.row_groups, 5);
-    assert_eq!(summary.skipped_for(OkVqaSkip::NoAnswers), 2, "null and empty lists");
+    assert_eq!(
+        summary.skipped_for(OkVqaSkip::NoAnswers),
+        2,
+        "null and empty lists"
+    );
     for reason in [
         OkVqaSkip::MissingImage,
         OkVqaSkip::UndecodableImage,
@@ -131,11 +145,8 @@ fn a_larger_file_limits_and_iid_partitions() {
     assert!(data.summary().to_string().contains("no_answers=2"));
 
     // Any list length, when asked.
-    let any = OkVqa::load(
-        dir.path(),
-        &OkVqaOptions::new().answers_per_question(None),
-    )
-    .expect("load");
+    let any =
+        OkVqa::load(dir.path(), &OkVqaOptions::new().answers_per_question(None)).expect("load");
     assert_eq!(any.len(), 17, "the nine-answer row is kept");
 
     let first = OkVqa::load(dir.path(), &OkVqaOptions::new().max_samples(5)).expect("load");
@@ -181,8 +192,8 @@ fn files_from_a_local_folder_and_the_offline_cache() {
     let fixture = okvqa_fixture_dir();
 
     // The repository layout (`data/` inside) and a flat folder both work.
-    let local = OkVqaFiles::resolve_with(fixture.to_str().expect("utf-8"), &options)
-        .expect("local folder");
+    let local =
+        OkVqaFiles::resolve_with(fixture.to_str().expect("utf-8"), &options).expect("local folder");
     assert_eq!(local.source, OkVqaSource::Local(fixture.clone()));
     assert_eq!(local.files.len(), 1);
     let flat = OkVqaFiles::from_dir(fixture.join("data")).expect("flat folder");
@@ -204,8 +215,11 @@ fn files_from_a_local_folder_and_the_offline_cache() {
     std::fs::create_dir_all(&snapshot).expect("snapshot");
     std::fs::create_dir_all(repo.join("refs")).expect("refs");
     std::fs::write(repo.join("refs").join("main"), "c9f8589").expect("ref");
-    std::fs::copy(&local.files[0], snapshot.join("val2014-00000-of-00001.parquet"))
-        .expect("copy");
+    std::fs::copy(
+        &local.files[0],
+        snapshot.join("val2014-00000-of-00001.parquet"),
+    )
+    .expect("copy");
     std::fs::write(snapshot.join("README.md"), "not data").expect("readme");
     let cached = OkVqaFiles::resolve_with(OKVQA_REPO, &options).expect("cached");
     assert_eq!(

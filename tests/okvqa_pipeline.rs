@@ -16,7 +16,8 @@ use fedvlm::experiments::rlaif::sweep::{
     SWEEP_CSV_FILE, SWEEP_MARKDOWN_FILE, SweepInputs, run_clients_sweep, sweep_dir_name,
 };
 use fedvlm::experiments::rlaif::{
-    ANSWERS_FILE, RlaifConfig, RlaifData, RunInputs, VqaRows, build_cache, freeze_base, run_rule,
+    ANSWERS_FILE, RlaifConfig, RlaifData, RunInputs, VqaRows, build_cache, centralized,
+    freeze_base, run_rule,
 };
 use fedvlm::experiments::vqa::CacheConfig;
 use fedvlm::federated::JsonlWriter;
@@ -141,11 +142,21 @@ fn okvqa_runs_one_federated_round_end_to_end() {
     assert!(matches!(err, FedError::InvalidConfig { .. }), "{err}");
     let central = RlaifConfig {
         centralized: true,
-        ..config
+        ..config.clone()
     };
     let merged = RlaifData::prepare(&central, VqaRows::from(&rows), &processor).expect("central");
     assert_eq!(merged.num_trainers(), 1);
     assert_eq!(merged.split.train[0].len() + merged.split.test[0].len(), 16);
+    // The federation's samples under one trainer are the same split (`--vs-centralized`).
+    let federated = &inputs.data;
+    let view = centralized(federated);
+    assert_eq!(view.split, merged.split);
+    assert_eq!(view.sources, merged.sources);
+    assert_eq!(view.texts, merged.texts);
+    assert!(
+        Arc::ptr_eq(&view.samples, &federated.samples),
+        "the samples are shared"
+    );
 }
 
 #[test]
@@ -176,7 +187,11 @@ fn the_clients_sweep_runs_one_federation_per_count_and_writes_the_table() {
         Ok(Some(Arc::new(cache)))
     })
     .expect("the sweep");
-    assert_eq!(built, [(2, 2), (3, 3)], "one cache per count, over its split");
+    assert_eq!(
+        built,
+        [(2, 2), (3, 3)],
+        "one cache per count, over its split"
+    );
     assert_eq!(runs.len(), 2);
     assert_eq!(runs[1].1.reports[1].clients.len(), 3);
     assert_eq!(table.entries.len(), 2);
@@ -194,7 +209,10 @@ fn the_clients_sweep_runs_one_federation_per_count_and_writes_the_table() {
     }
     let md = std::fs::read_to_string(dir.path().join(SWEEP_MARKDOWN_FILE)).expect("markdown");
     assert_eq!(md, table.markdown());
-    assert!(md.contains("| 2 w/o ft |") && md.contains("| 3 w/o ft |"), "{md}");
+    assert!(
+        md.contains("| 2 w/o ft |") && md.contains("| 3 w/o ft |"),
+        "{md}"
+    );
     let csv = std::fs::read_to_string(dir.path().join(SWEEP_CSV_FILE)).expect("csv");
     assert_eq!(csv.lines().count(), 1 + 4);
 

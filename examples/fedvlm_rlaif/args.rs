@@ -1,6 +1,8 @@
 //! The RLAIF-V experiment's flags, and the model, data and cache they ask for: shared by this
 //! example and by `flower_node --task rlaif`.
 
+#[path = "dataset.rs"]
+pub mod dataset;
 #[path = "../common/robustness.rs"]
 pub mod robustness;
 
@@ -12,8 +14,10 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use clap::Parser;
 use fedvlm::Sharing;
-use fedvlm::data::{RLAIF_V_REPO, RlaifV, RlaifVOptions, RlaifVShards};
-use fedvlm::experiments::rlaif::{RlaifConfig, RlaifData, RunInputs, build_cache, freeze_base};
+use fedvlm::data::{RLAIF_V_REPO, RlaifVShards};
+use fedvlm::experiments::rlaif::{
+    RlaifConfig, RlaifData, RunInputs, VqaDataset, build_cache, freeze_base,
+};
 use fedvlm::experiments::vqa::{CacheConfig, FrozenPrefixCache};
 use fedvlm::models::florence2::processor::Florence2Processor;
 use fedvlm::models::florence2::{Florence2, Florence2Pipeline, GenerationConfig};
@@ -35,8 +39,13 @@ pub type AnyError = Box<dyn std::error::Error>;
     about = "Federated pLoRA fine-tuning of Florence-2 on RLAIF-V (the FedVLM paper's Tables 3-4, Figures 2, 3, 5)"
 )]
 pub struct Args {
-    /// Folder holding the RLAIF-V shards (`RLAIF-V-Dataset_*.parquet`); by default they are
-    /// read from (or downloaded into) the Hugging Face cache.
+    /// The dataset: rlaif-v (openbmb/RLAIF-V-Dataset) or okvqa (lmms-lab/OK-VQA, val2014;
+    /// always IID clients, the target is the most common of the ten human answers).
+    #[arg(long, default_value = "rlaif-v")]
+    pub dataset: VqaDataset,
+    /// Folder holding the dataset's parquet files (RLAIF-V: `RLAIF-V-Dataset_*.parquet`;
+    /// OK-VQA: `val2014-*.parquet`, directly or under `data/`); by default they are read from
+    /// (or downloaded into) the Hugging Face cache.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Florence-2 checkpoint: a hub id or a local folder.
@@ -66,8 +75,18 @@ pub struct Args {
     #[arg(long)]
     pub iid: bool,
     /// Centralised training: one trainer with all clients' data, the same budget.
-    #[arg(long)]
+    #[arg(long, alias = "centralised")]
     pub centralized: bool,
+    /// Also train centrally (pLoRA, one trainer holding every client's samples, the same
+    /// rounds and epochs) after the federated rules, on the same samples and cache: the
+    /// paper's Figure 2 (centralised vs FedVLM) in one run and one chart.
+    #[arg(long, alias = "vs-centralised", conflicts_with = "centralized")]
+    pub vs_centralized: bool,
+    /// The client ablation (Table 4): one federation per client count (e.g. 2,4,6,8), with
+    /// --sharing (default plora), each in `<out>/clients-<n>/`, and the table in
+    /// `<out>/clients_sweep.{md,csv}`. Non-IID by source for RLAIF-V unless --iid.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["centralized", "vs_centralized"])]
+    pub clients_sweep: Vec<usize>,
     /// Federated rounds.
     #[arg(long)]
     pub rounds: Option<u64>,
@@ -201,7 +220,7 @@ impl Args {
             c.lora.dropout = dropout;
             c.ffa_lora.dropout = dropout;
         }
-        c.iid = self.iid;
+        c.iid = self.iid || self.dataset.iid_only();
         c.centralized = self.centralized;
         c.cache = !self.no_cache;
         if let Some(precision) = self.prefix_precision {
@@ -228,23 +247,6 @@ pub fn find_shards(args: &Args) -> Result<RlaifVShards, AnyError> {
             )
         })?,
     })
-}
-
-/// Reads the shards (only as many rows per source as the per-client cap can use).
-pub fn load_data(
-    args: &Args,
-    shards: &RlaifVShards,
-    config: &RlaifConfig,
-) -> Result<RlaifV, AnyError> {
-    let mut options = RlaifVOptions::new().strict(args.strict);
-    if let Some(cap) = config.max_samples_per_client {
-        // Enough rows of every source for any client grouping or IID share, drawn uniformly
-        // at random (seeded) from each source rather than its first rows.
-        options = options
-            .max_samples_per_source(cap.saturating_mul(config.clients))
-            .sample_seed(config.seed);
-    }
-    Ok(RlaifV::load_files(&shards.files, &options)?)
 }
 
 /// What [`Args::prepare`] loads: everything a run (or one node) needs besides the rule.
@@ -287,31 +289,66 @@ impl<B: AutodiffBackend> Prepared<B> {
     }
 }
 
+/// The frozen model, its processor and generation settings.
+pub struct Model<B: AutodiffBackend> {
+    /// Florence-2 with every weight frozen.
+    pub base: Florence2<B>,
+    /// The processor (tokenizer, image preprocessing).
+    pub processor: Florence2Processor,
+    /// The checkpoint's generation settings.
+    pub generation: GenerationConfig,
+}
+
 impl Args {
     /// Loads the model and the data, splits the trainers and builds the frozen-prefix cache.
     pub fn prepare<B: AutodiffBackend>(&self, device: &B::Device) -> Result<Prepared<B>, AnyError> {
-        let args = self;
         let config = self.config();
         config.validate()?;
-        let device = device.clone();
         // Data files first: a missing folder fails before the (large) model is loaded.
-        let shards = find_shards(args)?;
-        let pipeline = Florence2Pipeline::<B>::from_pretrained(&args.model, &device).map_err(|e| {
+        let files = dataset::find_files(self)?;
+        let model = self.load_model::<B>(device)?;
+        let rows = dataset::load_rows(self, &files, &config, config.clients)?;
+        println!("{}", rows.summary());
+        let mut data = self.prepare_data(&config, &rows, &model.processor)?;
+        drop(rows);
+        let cache = self.cache_for(&model.base, &config, &mut data, device)?;
+        Ok(Prepared {
+            config,
+            data: Arc::new(data),
+            base: model.base,
+            processor: model.processor,
+            generation: model.generation,
+            cache,
+        })
+    }
+
+    /// Loads `--model`, every weight frozen.
+    pub fn load_model<B: AutodiffBackend>(&self, device: &B::Device) -> Result<Model<B>, AnyError> {
+        let pipeline = Florence2Pipeline::<B>::from_pretrained(&self.model, device).map_err(|e| {
             format!(
                 "cannot load the model `{}`: {e}\n(offline? pass --model FOLDER holding config.json, \
                  model.safetensors, tokenizer.json and preprocessor_config.json)",
-                args.model
+                self.model
             )
         })?;
         let generation = pipeline.generation_config();
         let (model, _, processor) = pipeline.into_parts();
-        let base = freeze_base(model);
+        Ok(Model {
+            base: freeze_base(model),
+            processor,
+            generation,
+        })
+    }
 
-        let rows = load_data(args, &shards, &config)?;
-        println!("{}", rows.summary());
+    /// Splits the trainers and preprocesses their samples, with a log line.
+    pub fn prepare_data(
+        &self,
+        config: &RlaifConfig,
+        rows: &dataset::LoadedRows,
+        processor: &Florence2Processor,
+    ) -> Result<RlaifData, AnyError> {
         let t = Instant::now();
-        let mut data = RlaifData::prepare(&config, &rows, &processor)?;
-        drop(rows);
+        let data = RlaifData::prepare(config, rows.rows(), processor)?;
         println!(
             "{} samples preprocessed in {:.1} s; {} trainer(s): {}",
             data.samples.len(),
@@ -331,38 +368,38 @@ impl Args {
             "{} rounds x {} local epochs, batch {}, lr {}",
             config.rounds, config.local_epochs, config.batch_size, config.lr,
         );
+        Ok(data)
+    }
 
-        let cache = if config.cache {
-            let t = Instant::now();
-            let cache_config = CacheConfig {
-                budget_bytes: args.cache_mib << 20,
-                precision: config.prefix_precision,
-                batch_size: args.cache_batch_size,
-                ..CacheConfig::default()
-            };
-            let cache = build_cache(&base.valid(), &data, &cache_config, &device)?;
-            // Cached samples no longer need their pixels (except those that generate answers).
-            let freed = data.drop_cached_pixels(&cache, config.answers_per_client)?;
-            println!(
-                "frozen-prefix cache: {} of {} samples, {} MB, computed in {} in {:.1} s ({freed} images freed)",
-                cache.len(),
-                cache.num_samples(),
-                cache.bytes() / 1_000_000,
-                cache.precision(),
-                t.elapsed().as_secs_f64()
-            );
-            Some(Arc::new(cache))
-        } else {
-            None
+    /// The frozen-prefix cache of `data` (unless `--no-cache`); cached samples' pixels are
+    /// freed, except those that generate answers.
+    pub fn cache_for<B: AutodiffBackend>(
+        &self,
+        base: &Florence2<B>,
+        config: &RlaifConfig,
+        data: &mut RlaifData,
+        device: &B::Device,
+    ) -> Result<Option<Arc<FrozenPrefixCache>>, fedvlm::FedError> {
+        if !config.cache {
+            return Ok(None);
+        }
+        let t = Instant::now();
+        let cache_config = CacheConfig {
+            budget_bytes: self.cache_mib << 20,
+            precision: config.prefix_precision,
+            batch_size: self.cache_batch_size,
+            ..CacheConfig::default()
         };
-
-        Ok(Prepared {
-            config,
-            data: Arc::new(data),
-            base,
-            processor,
-            generation,
-            cache,
-        })
+        let cache = build_cache(&base.valid(), data, &cache_config, device)?;
+        let freed = data.drop_cached_pixels(&cache, config.answers_per_client)?;
+        println!(
+            "frozen-prefix cache: {} of {} samples, {} MB, computed in {} in {:.1} s ({freed} images freed)",
+            cache.len(),
+            cache.num_samples(),
+            cache.bytes() / 1_000_000,
+            cache.precision(),
+            t.elapsed().as_secs_f64()
+        );
+        Ok(Some(Arc::new(cache)))
     }
 }

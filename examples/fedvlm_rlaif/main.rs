@@ -1,12 +1,15 @@
 //! The paper's main experiment (Section 4): Florence-2 fine-tuned on RLAIF-V with pLoRA across
 //! clients that each hold one or more source datasets (non-IID) or a random share (`--iid`),
-//! compared with FedAvg-LoRA (FLoRA) and FFA-LoRA, or trained centrally (`--centralized`,
-//! Figure 2).
+//! compared with FedAvg-LoRA (FLoRA) and FFA-LoRA, or trained centrally (`--centralized`, or
+//! both with `--vs-centralized`: Figure 2). `--dataset okvqa` runs on OK-VQA (IID clients,
+//! Figure 2a); `--clients-sweep 2,4,6,8` runs the client ablation (Table 4).
 //!
 //! ```text
 //! cargo run --release --example fedvlm_rlaif                   # the paper's settings, CPU
 //! cargo run --release --example fedvlm_rlaif -- --quick        # a few minutes on a CPU
 //! cargo run --release --example fedvlm_rlaif --features cuda   # on an NVIDIA GPU
+//! cargo run --release --example fedvlm_rlaif -- --dataset okvqa --clients 4 --vs-centralized
+//! cargo run --release --example fedvlm_rlaif -- --clients-sweep 2,4,6,8   # Table 4
 //! ```
 //!
 //! The RLAIF-V shards come from `--data-dir` (a folder with `RLAIF-V-Dataset_*.parquet`) or
@@ -16,7 +19,8 @@
 //! Writes `<out>/<run>/{metrics.jsonl, config.json, checkpoint/, answers.jsonl}` (`--resume`
 //! continues from the checkpoints), `<out>/rounds.csv`, `<out>/accuracy.svg` (mean test
 //! accuracy and loss per round, one line per run: Figures 3 and 5), and prints a table shaped
-//! like Tables 3 and 4 (per client, before fine-tuning and after the last round).
+//! like Tables 3 and 4 (per client, before fine-tuning and after the last round). The sweep
+//! writes `<out>/clients-<n>/<run>/...` per count and `<out>/clients_sweep.{md,csv}`.
 
 mod args;
 
@@ -26,11 +30,12 @@ use std::time::Instant;
 use burn::backend::Autodiff;
 use clap::Parser;
 use fedvlm::Sharing;
-use fedvlm::experiments::rlaif::{RlaifData, RuleRun, run_rule};
+use fedvlm::experiments::rlaif::sweep::{SweepInputs, run_clients_sweep, validate_client_counts};
+use fedvlm::experiments::rlaif::{RlaifConfig, RlaifData, RuleRun, centralized, run_rule};
 use fedvlm::federated::{LabelledRun, write_csv, write_svg_chart};
 use fedvlm::metrics::ClassificationMetrics;
 
-use args::{AnyError, Args};
+use args::{AnyError, Args, dataset};
 
 /// CPU by default; `--features cuda` runs on the GPU.
 #[cfg(not(feature = "cuda"))]
@@ -52,6 +57,9 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> Result<(), AnyError> {
     let config = args.config();
     config.validate()?;
+    if !args.clients_sweep.is_empty() {
+        return run_sweep(args, &config);
+    }
     let rules = match args.sharing {
         Some(rule) => vec![rule],
         None if config.centralized => vec![Sharing::PLora],
@@ -85,6 +93,22 @@ fn run(args: &Args) -> Result<(), AnyError> {
         );
         runs.push(run);
     }
+    if args.vs_centralized {
+        // One trainer over the same samples (and cache), the same rounds and epochs.
+        let central_config = RlaifConfig {
+            centralized: true,
+            ..prepared.config.clone()
+        };
+        let central = fedvlm::experiments::rlaif::RunInputs {
+            config: &central_config,
+            data: std::sync::Arc::new(centralized(&data)),
+            ..prepared.inputs(Some(&args.out), args.resume, true, Default::default())
+        };
+        let t = Instant::now();
+        let run = run_rule(&central, Sharing::PLora)?;
+        println!("{}: {:.1} s", run.name, t.elapsed().as_secs_f64());
+        runs.push(run);
+    }
 
     let labelled: Vec<LabelledRun> = runs
         .iter()
@@ -96,7 +120,10 @@ fn run(args: &Args) -> Result<(), AnyError> {
     write_csv(args.out.join("rounds.csv"), &labelled)?;
     write_svg_chart(
         args.out.join("accuracy.svg"),
-        "RLAIF-V, Florence-2: mean per-client test accuracy and loss",
+        &format!(
+            "{}, Florence-2: mean per-client test accuracy and loss",
+            args.dataset
+        ),
         &labelled,
     )?;
     print_table(&runs, &data);
@@ -153,11 +180,17 @@ fn print_table(runs: &[RuleRun], data: &RlaifData) {
         ) else {
             continue;
         };
-        for k in 0..data.num_trainers() {
+        let trainers = last.clients.len();
+        for k in 0..trainers {
             let before = first.clients.get(k).and_then(|c| c.test);
             let after = last.clients.get(k).and_then(|c| c.test);
-            let mut label = format!("{k} ({})", data.sources[k].join("+"));
-            label.truncate(24);
+            let label = match data.sources.get(k) {
+                Some(sources) if trainers == data.num_trainers() => {
+                    format!("{k} ({})", sources.join("+"))
+                }
+                _ => format!("{k} (all clients' data)"),
+            };
+            let label: String = label.chars().take(24).collect();
             println!(
                 "{:<20} {:<24} {:>5} | {} | {}",
                 run.name,
@@ -176,4 +209,70 @@ fn print_table(runs: &[RuleRun], data: &RlaifData) {
             cells(last.mean_test)
         );
     }
+}
+
+/// `--clients-sweep`: one federation per client count with one rule, and the Table 4-shaped
+/// table.
+fn run_sweep(args: &Args, config: &RlaifConfig) -> Result<(), AnyError> {
+    validate_client_counts(&args.clients_sweep)?;
+    let rule = args.sharing.unwrap_or(Sharing::PLora);
+    let device = Default::default();
+    let started = Instant::now();
+    let files = dataset::find_files(args)?;
+    let model = args.load_model::<B>(&device)?;
+    let most = args.clients_sweep.iter().copied().max().unwrap_or(1);
+    let rows = dataset::load_rows(args, &files, config, most)?;
+    println!("{}", rows.summary());
+    println!(
+        "client sweep {:?}, rule {}, {} rounds x {} local epochs",
+        args.clients_sweep,
+        rule.name(),
+        config.rounds,
+        config.local_epochs
+    );
+    std::fs::create_dir_all(&args.out)?;
+    let inputs = SweepInputs {
+        config,
+        counts: &args.clients_sweep,
+        rows: rows.rows(),
+        base: &model.base,
+        processor: &model.processor,
+        generation: model.generation.clone(),
+        sharing: rule,
+        out_dir: Some(&args.out),
+        resume: args.resume,
+        progress: true,
+        device,
+    };
+    let (table, runs) = run_clients_sweep(&inputs, |config, data| {
+        args.cache_for(&model.base, config, data, &Default::default())
+    })?;
+    let labels: Vec<String> = runs
+        .iter()
+        .map(|(n, run)| format!("{n} clients {}", run.name))
+        .collect();
+    let labelled: Vec<LabelledRun> = runs
+        .iter()
+        .zip(&labels)
+        .map(|((_, run), label)| LabelledRun {
+            label,
+            reports: &run.reports,
+        })
+        .collect();
+    write_csv(args.out.join("rounds.csv"), &labelled)?;
+    write_svg_chart(
+        args.out.join("accuracy.svg"),
+        &format!(
+            "{}, Florence-2: client ablation, mean per-client test accuracy and loss",
+            args.dataset
+        ),
+        &labelled,
+    )?;
+    println!("\n{}", table.markdown());
+    println!(
+        "wrote {}/{{clients_sweep.md, clients_sweep.csv, rounds.csv, accuracy.svg, clients-<n>/}} in {:.1} s",
+        args.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

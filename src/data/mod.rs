@@ -46,8 +46,8 @@ pub use error::DataError;
 pub use image::{Augmentation, IMAGENET_MEAN, IMAGENET_STD, ImageTransform, to_tensor_batch};
 pub use okvqa::{
     OKVQA_ANSWERS_PER_QUESTION, OKVQA_REPO, OKVQA_SOURCE, OkVqa, OkVqaFiles, OkVqaOptions,
-    OkVqaSample, OkVqaSkip, OkVqaSource, OkVqaSummary, is_okvqa_file, majority_answer,
-    okvqa_files, partition_okvqa, read_okvqa,
+    OkVqaSample, OkVqaSkip, OkVqaSource, OkVqaSummary, is_okvqa_file, majority_answer, okvqa_files,
+    partition_okvqa, read_okvqa,
 };
 pub use rlaif_v::{
     CHOSEN_COLUMN, IMAGE_BYTES_FIELD, IMAGE_COLUMN, ImageCheck, ORIGIN_COLUMN, QUESTION_COLUMN,

@@ -404,19 +404,22 @@ fn projection(path: &Path, root: &TypePtr) -> Result<Type, DataError> {
         |f: &TypePtr| f.is_primitive() && f.get_physical_type() == PhysicalType::BYTE_ARRAY;
     let mut fields = Vec::with_capacity(6);
 
-    let question = find(OKVQA_QUESTION_COLUMN).ok_or_else(|| missing(OKVQA_QUESTION_COLUMN, "is missing"))?;
+    let question =
+        find(OKVQA_QUESTION_COLUMN).ok_or_else(|| missing(OKVQA_QUESTION_COLUMN, "is missing"))?;
     if !is_binary(question) {
         return Err(missing(OKVQA_QUESTION_COLUMN, "is not a string column"));
     }
     fields.push(Arc::clone(question));
 
-    let answers = find(OKVQA_ANSWERS_COLUMN).ok_or_else(|| missing(OKVQA_ANSWERS_COLUMN, "is missing"))?;
+    let answers =
+        find(OKVQA_ANSWERS_COLUMN).ok_or_else(|| missing(OKVQA_ANSWERS_COLUMN, "is missing"))?;
     if !is_string_list(answers) {
         return Err(missing(OKVQA_ANSWERS_COLUMN, "is not a list of strings"));
     }
     fields.push(Arc::clone(answers));
 
-    let image = find(OKVQA_IMAGE_COLUMN).ok_or_else(|| missing(OKVQA_IMAGE_COLUMN, "is missing"))?;
+    let image =
+        find(OKVQA_IMAGE_COLUMN).ok_or_else(|| missing(OKVQA_IMAGE_COLUMN, "is missing"))?;
     fields.push(image_projection(image, &missing)?);
 
     for optional in [
@@ -444,8 +447,7 @@ fn projection(path: &Path, root: &TypePtr) -> Result<Type, DataError> {
 /// legacy two-level one) or a repeated binary column.
 fn is_string_list(field: &TypePtr) -> bool {
     if field.is_primitive() {
-        return is_repeated(field)
-            && field.get_physical_type() == PhysicalType::BYTE_ARRAY;
+        return is_repeated(field) && field.get_physical_type() == PhysicalType::BYTE_ARRAY;
     }
     let mut node = field;
     let mut repeated = false;
@@ -481,7 +483,10 @@ fn image_projection(
         return Ok(Arc::clone(image));
     }
     if !image.is_group() {
-        return Err(missing(OKVQA_IMAGE_COLUMN, "is neither binary nor a struct"));
+        return Err(missing(
+            OKVQA_IMAGE_COLUMN,
+            "is neither binary nor a struct",
+        ));
     }
     let bytes = image
         .get_fields()

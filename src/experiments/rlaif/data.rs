@@ -64,7 +64,10 @@ impl RlaifData {
         if data.dataset().iid_only() && !config.iid && !config.centralized && config.clients > 1 {
             return Err(FedError::config(
                 "iid",
-                format!("{} has a single source: its clients are IID shares", data.dataset()),
+                format!(
+                    "{} has a single source: its clients are IID shares",
+                    data.dataset()
+                ),
             ));
         }
         let scheme = if config.iid {

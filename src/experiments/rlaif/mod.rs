@@ -2,6 +2,7 @@
 //! fine-tuned on RLAIF-V with pLoRA, FedAvg-LoRA (FLoRA), FFA-LoRA or FedSA-LoRA across
 //! clients holding one or more source datasets each (or IID shares), or centrally.
 //!
+//! * [`central`]: [`centralized`], a federation's samples under one trainer (Figure 2).
 //! * [`config`]: [`RlaifConfig`], the paper's settings by default.
 //! * [`data`]: [`RlaifData::prepare`], RLAIF-V or OK-VQA rows ([`rows`]) to preprocessed,
 //!   tokenised samples and the clients' split.
@@ -9,16 +10,18 @@
 //!   checkpoints, resume, generated answers).
 //! * [`sweep`]: the client ablation (Table 4): one federation per client count and its table.
 
+pub mod central;
 pub mod config;
 pub mod data;
 pub mod pipeline;
 pub mod rows;
 pub mod sweep;
 
+pub use central::centralized;
 pub use config::RlaifConfig;
 pub use data::{RlaifData, SampleText};
-pub use rows::{VqaDataset, VqaRow, VqaRows};
 pub use pipeline::{
     ANSWERS_FILE, GeneratedAnswer, RuleRun, RunInputs, build_cache, build_client_models,
     federation, freeze_base, run_rule,
 };
+pub use rows::{VqaDataset, VqaRow, VqaRows};

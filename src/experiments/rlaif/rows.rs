@@ -6,9 +6,7 @@ use std::str::FromStr;
 
 use image::DynamicImage;
 
-use crate::data::{
-    DataError, OKVQA_REPO, OkVqa, OkVqaSample, RLAIF_V_REPO, RlaifV, RlaifVSample,
-};
+use crate::data::{DataError, OKVQA_REPO, OkVqa, OkVqaSample, RLAIF_V_REPO, RlaifV, RlaifVSample};
 
 /// Which dataset an experiment runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -44,10 +44,16 @@ pub fn sweep_dir_name(clients: usize) -> String {
 /// [`FedError::InvalidConfig`] naming the problem.
 pub fn validate_client_counts(counts: &[usize]) -> Result<()> {
     if counts.is_empty() {
-        return Err(FedError::config("clients_sweep", "needs at least one count"));
+        return Err(FedError::config(
+            "clients_sweep",
+            "needs at least one count",
+        ));
     }
     if counts.contains(&0) {
-        return Err(FedError::config("clients_sweep", "client counts must be at least 1"));
+        return Err(FedError::config(
+            "clients_sweep",
+            "client counts must be at least 1",
+        ));
     }
     for (i, n) in counts.iter().enumerate() {
         if counts[..i].contains(n) {
@@ -144,11 +150,11 @@ impl ClientsSweep {
     }
 
     /// The table as CSV: `clients,fine_tuned,round,token_accuracy,token_precision,
-    /// token_recall,token_f1,loss,examples`, two rows per client count (`fine_tuned` false
-    /// for round 0).
+    /// token_recall,token_f1,loss,count`, two rows per client count (`fine_tuned` false
+    /// for round 0; `count` is the mean's [`ClassificationMetrics::count`]).
     pub fn csv(&self) -> String {
         let mut out = String::from(
-            "clients,fine_tuned,round,token_accuracy,token_precision,token_recall,token_f1,loss,examples\n",
+            "clients,fine_tuned,round,token_accuracy,token_precision,token_recall,token_f1,loss,count\n",
         );
         for e in &self.entries {
             for (fine_tuned, round, m) in [(false, 0, &e.before), (true, e.rounds, &e.after)] {
@@ -318,7 +324,10 @@ mod tests {
         assert_eq!(lines.len(), 2 + 4, "{md}");
         assert!(lines[0].starts_with("| Number of clients | Token accuracy (Avg.)"));
         assert_eq!(lines[2], "| 2 w/o ft | 0.33 | 0.17 | 0.33 | 0.11 | 5.92 |");
-        assert_eq!(lines[3], "| 2 (round 2) | 0.98 | 0.49 | 0.98 | 0.33 | 0.11 |");
+        assert_eq!(
+            lines[3],
+            "| 2 (round 2) | 0.98 | 0.49 | 0.98 | 0.33 | 0.11 |"
+        );
         assert!(lines[4].starts_with("| 4 w/o ft | 0.25 |"));
         assert!(lines[5].starts_with("| 4 (round 1) | 0.90 |"));
 
@@ -327,7 +336,7 @@ mod tests {
         assert_eq!(rows.len(), 1 + 4);
         assert_eq!(
             rows[0],
-            "clients,fine_tuned,round,token_accuracy,token_precision,token_recall,token_f1,loss,examples"
+            "clients,fine_tuned,round,token_accuracy,token_precision,token_recall,token_f1,loss,count"
         );
         assert_eq!(rows[1], "2,false,0,0.33,0.165,0.33,0.11,5.92,7");
         assert!(rows[2].starts_with("2,true,2,0.98,"));
