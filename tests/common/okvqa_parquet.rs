@@ -98,38 +98,38 @@ pub fn malformed_rows() -> Vec<OkVqaRow> {
         answers: ten(),
         question_type: "other".into(),
     };
-    let mut rows = Vec::new();
-    rows.push(OkVqaRow {
-        image: None,
-        ..base("9001")
-    });
-    rows.push(OkVqaRow {
-        image: Some(b"not an image at all".to_vec()),
-        ..base("9002")
-    });
-    rows.push(OkVqaRow {
-        question: Some("  ".into()),
-        ..base("9003")
-    });
-    rows.push(OkVqaRow {
-        answers: None,
-        ..base("9004")
-    });
-    rows.push(OkVqaRow {
-        answers: Some(Vec::new()),
-        ..base("9005")
-    });
-    rows.push(OkVqaRow {
-        answers: Some(vec![Some("a".into()); 9]),
-        ..base("9006")
-    });
     let mut null_answer = vec![Some("a".to_string()); 9];
     null_answer.push(None);
-    rows.push(OkVqaRow {
-        answers: Some(null_answer),
-        ..base("9007")
-    });
-    rows
+    vec![
+        OkVqaRow {
+            image: None,
+            ..base("9001")
+        },
+        OkVqaRow {
+            image: Some(b"not an image at all".to_vec()),
+            ..base("9002")
+        },
+        OkVqaRow {
+            question: Some("  ".into()),
+            ..base("9003")
+        },
+        OkVqaRow {
+            answers: None,
+            ..base("9004")
+        },
+        OkVqaRow {
+            answers: Some(Vec::new()),
+            ..base("9005")
+        },
+        OkVqaRow {
+            answers: Some(vec![Some("a".into()); 9]),
+            ..base("9006")
+        },
+        OkVqaRow {
+            answers: Some(null_answer),
+            ..base("9007")
+        },
+    ]
 }
 
 fn write_leaf(
