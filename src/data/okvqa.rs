@@ -38,6 +38,7 @@
 mod hub;
 mod reader;
 mod sample;
+mod schema;
 
 pub use hub::{OKVQA_REPO, OkVqaFiles, OkVqaSource};
 pub use reader::{
