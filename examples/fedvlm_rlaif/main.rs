@@ -17,12 +17,15 @@
 //! with `config.json`, `model.safetensors`, `tokenizer.json`, `preprocessor_config.json`).
 //! Offline (`HF_HUB_OFFLINE=1`) only local folders and the Hugging Face cache are read.
 //! Writes `<out>/<run>/{metrics.jsonl, config.json, checkpoint/, answers.jsonl}` (`--resume`
-//! continues from the checkpoints), `<out>/rounds.csv`, `<out>/accuracy.svg` (mean test
-//! accuracy and loss per round, one line per run: Figures 3 and 5), and prints a table shaped
-//! like Tables 3 and 4 (per client, before fine-tuning and after the last round). The sweep
-//! writes `<out>/clients-<n>/<run>/...` per count and `<out>/clients_sweep.{md,csv}`.
+//! continues from the checkpoints), `<out>/<run>/answer_metrics.jsonl`, `<out>/rounds.csv`,
+//! `<out>/accuracy.svg` (mean teacher-forced token accuracy and loss per round, one line per
+//! run: Figures 3 and 5), `<out>/answer_metrics.csv` (generated answers scored per client and
+//! round: exact match, token F1, VQA accuracy), and prints tables shaped like Tables 3 and 4
+//! (per client, before fine-tuning and after the last round). The sweep writes
+//! `<out>/clients-<n>/<run>/...` per count and `<out>/clients_sweep.{md,csv}`.
 
 mod args;
+mod tables;
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -31,9 +34,8 @@ use burn::backend::Autodiff;
 use clap::Parser;
 use fedvlm::Sharing;
 use fedvlm::experiments::rlaif::sweep::{SweepInputs, run_clients_sweep, validate_client_counts};
-use fedvlm::experiments::rlaif::{RlaifConfig, RlaifData, RuleRun, centralized, run_rule};
-use fedvlm::federated::{LabelledRun, write_csv, write_svg_chart};
-use fedvlm::metrics::ClassificationMetrics;
+use fedvlm::experiments::rlaif::{RlaifConfig, RuleRun, centralized, run_rule, write_answer_csv};
+use fedvlm::federated::{LabelledRun, MetricNames, write_csv_named, write_svg_chart_named};
 
 use args::{AnyError, Args, dataset};
 
@@ -117,16 +119,19 @@ fn run(args: &Args) -> Result<(), AnyError> {
             reports: &r.reports,
         })
         .collect();
-    write_csv(args.out.join("rounds.csv"), &labelled)?;
-    write_svg_chart(
+    write_csv_named(args.out.join("rounds.csv"), &labelled, MetricNames::Token)?;
+    write_svg_chart_named(
         args.out.join("accuracy.svg"),
         &format!(
-            "{}, Florence-2: mean per-client test accuracy and loss",
+            "{}, Florence-2: mean per-client test token accuracy (teacher-forced) and loss",
             args.dataset
         ),
         &labelled,
+        MetricNames::Token,
     )?;
-    print_table(&runs, &data);
+    write_answers_csv(args, &runs.iter().map(|r| (r.name.clone(), r)).collect::<Vec<_>>())?;
+    tables::print_token_table(&runs, &data);
+    tables::print_answer_table(&runs, &data);
     args::robustness::print_privacy(
         runs.iter()
             .map(|run| (run.name.as_str(), run.reports.as_slice())),
@@ -140,75 +145,12 @@ fn run(args: &Args) -> Result<(), AnyError> {
         }
     }
     println!(
-        "\nwrote {}/{{rounds.csv, accuracy.svg, <run>/metrics.jsonl, <run>/answers.jsonl}} in {:.1} s",
+        "\nwrote {}/{{rounds.csv, accuracy.svg, answer_metrics.csv, <run>/metrics.jsonl, \
+         <run>/answer_metrics.jsonl, <run>/answers.jsonl}} in {:.1} s",
         args.out.display(),
         started.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-/// Per run and client: token accuracy, precision, recall, F1 and loss on the client's test
-/// split before fine-tuning (round 0, "w/o ft") and after the last round.
-fn print_table(runs: &[RuleRun], data: &RlaifData) {
-    println!(
-        "\n{:<20} {:<24} {:>5} | {:>7} {:>7} {:>7} {:>7} {:>7} | {:>7} {:>7} {:>7} {:>7} {:>7}",
-        "run",
-        "client (sources)",
-        "round",
-        "acc w/o",
-        "prec",
-        "recall",
-        "f1",
-        "loss",
-        "acc",
-        "prec",
-        "recall",
-        "f1",
-        "loss"
-    );
-    let cells = |m: Option<ClassificationMetrics>| match m {
-        Some(m) => format!(
-            "{:>7.4} {:>7.4} {:>7.4} {:>7.4} {:>7.4}",
-            m.accuracy, m.precision, m.recall, m.f1, m.loss
-        ),
-        None => format!("{:>7} {:>7} {:>7} {:>7} {:>7}", "-", "-", "-", "-", "-"),
-    };
-    for run in runs {
-        let (Some(first), Some(last)) = (
-            run.reports.iter().find(|r| r.round == 0),
-            run.reports.last(),
-        ) else {
-            continue;
-        };
-        let trainers = last.clients.len();
-        for k in 0..trainers {
-            let before = first.clients.get(k).and_then(|c| c.test);
-            let after = last.clients.get(k).and_then(|c| c.test);
-            let label = match data.sources.get(k) {
-                Some(sources) if trainers == data.num_trainers() => {
-                    format!("{k} ({})", sources.join("+"))
-                }
-                _ => format!("{k} (all clients' data)"),
-            };
-            let label: String = label.chars().take(24).collect();
-            println!(
-                "{:<20} {:<24} {:>5} | {} | {}",
-                run.name,
-                label,
-                last.round,
-                cells(before),
-                cells(after)
-            );
-        }
-        println!(
-            "{:<20} {:<24} {:>5} | {} | {}",
-            run.name,
-            "mean",
-            last.round,
-            cells(first.mean_test),
-            cells(last.mean_test)
-        );
-    }
 }
 
 /// `--clients-sweep`: one federation per client count with one rule, and the Table 4-shaped
@@ -259,20 +201,40 @@ fn run_sweep(args: &Args, config: &RlaifConfig) -> Result<(), AnyError> {
             reports: &run.reports,
         })
         .collect();
-    write_csv(args.out.join("rounds.csv"), &labelled)?;
-    write_svg_chart(
+    write_csv_named(args.out.join("rounds.csv"), &labelled, MetricNames::Token)?;
+    write_svg_chart_named(
         args.out.join("accuracy.svg"),
         &format!(
-            "{}, Florence-2: client ablation, mean per-client test accuracy and loss",
+            "{}, Florence-2: client ablation, mean per-client test token accuracy (teacher-forced) and loss",
             args.dataset
         ),
         &labelled,
+        MetricNames::Token,
+    )?;
+    write_answers_csv(
+        args,
+        &runs
+            .iter()
+            .zip(&labels)
+            .map(|((_, run), label)| (label.clone(), run))
+            .collect::<Vec<_>>(),
     )?;
     println!("\n{}", table.markdown());
     println!(
-        "wrote {}/{{clients_sweep.md, clients_sweep.csv, rounds.csv, accuracy.svg, clients-<n>/}} in {:.1} s",
+        "wrote {}/{{clients_sweep.md, clients_sweep.csv, rounds.csv, accuracy.svg, \
+         answer_metrics.csv, clients-<n>/}} in {:.1} s",
         args.out.display(),
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// `<out>/answer_metrics.csv`: every run's generated-answer scores per client and round.
+fn write_answers_csv(args: &Args, runs: &[(String, &RuleRun)]) -> Result<(), AnyError> {
+    let answer_runs: Vec<(&str, &[_])> = runs
+        .iter()
+        .map(|(label, r)| (label.as_str(), r.answer_metrics.as_slice()))
+        .collect();
+    write_answer_csv(&args.out.join("answer_metrics.csv"), &answer_runs)?;
     Ok(())
 }

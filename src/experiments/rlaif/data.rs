@@ -19,7 +19,8 @@ pub struct SampleText {
     pub answer: String,
     /// Its source dataset (`origin_dataset`; OK-VQA: [`crate::data::OKVQA_SOURCE`]).
     pub source: String,
-    /// The human answers (OK-VQA's ten, for VQA accuracy); empty for RLAIF-V.
+    /// The human answers the VQA accuracy is computed against (OK-VQA's ten); empty when the
+    /// data set has none (RLAIF-V).
     pub human_answers: Vec<String>,
 }
 

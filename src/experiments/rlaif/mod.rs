@@ -9,7 +9,9 @@
 //! * [`pipeline`]: client models, the frozen-prefix cache, and [`run_rule`] (metrics,
 //!   checkpoints, resume, generated answers).
 //! * [`sweep`]: the client ablation (Table 4): one federation per client count and its table.
+//! * [`answers`]: answer-level scores of generated answers before fine-tuning and after rounds.
 
+pub mod answers;
 pub mod central;
 pub mod config;
 pub mod data;
@@ -17,6 +19,10 @@ pub mod pipeline;
 pub mod rows;
 pub mod sweep;
 
+pub use answers::{
+    ANSWER_METRICS_FILE, AnswerEvalConfig, AnswerLog, AnswerRoundReport, evaluate_answers,
+    write_answer_csv,
+};
 pub use central::centralized;
 pub use config::RlaifConfig;
 pub use data::{RlaifData, SampleText};
