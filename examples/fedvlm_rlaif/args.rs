@@ -12,20 +12,15 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use clap::Parser;
 use fedvlm::Sharing;
-use fedvlm::data::{RLAIF_V_REPO, RlaifV, RlaifVOptions, RlaifVShards};
-use fedvlm::experiments::rlaif::{RlaifConfig, RlaifData, RunInputs, build_cache, freeze_base};
-use fedvlm::experiments::vqa::{CacheConfig, FrozenPrefixCache};
+use fedvlm::data::{RLAIF_V_REPO, RlaifV, RlaifVOptions, RlaifVSample, RlaifVShards, read_rlaif_v};
+use fedvlm::experiments::rlaif::{RlaifConfig, RlaifData, RunInputs, freeze_base};
+use fedvlm::experiments::vqa::{
+    CacheConfig, DiskCacheOptions, EncodedBytes, FrozenPrefixCache, ImageStore,
+};
 use fedvlm::models::florence2::processor::Florence2Processor;
-use fedvlm::models::florence2::{Florence2, Florence2Pipeline, GenerationConfig};
+use fedvlm::models::florence2::{Florence2, Florence2Pipeline, GenerationConfig, TINY_RANDOM};
 use fedvlm::strategy::StrategyKind;
 use robustness::RobustnessArgs;
-
-/// Samples per forward pass while the cache is built: 1 on the CPU (fresh multi-megabyte
-/// activation buffers of bigger batches cost more in page faults than batching saves).
-#[cfg(not(feature = "cuda"))]
-const DEFAULT_CACHE_BATCH: usize = 1;
-#[cfg(feature = "cuda")]
-const DEFAULT_CACHE_BATCH: usize = 16;
 
 /// Any error, printed for the user.
 pub type AnyError = Box<dyn std::error::Error>;
@@ -39,7 +34,8 @@ pub struct Args {
     /// read from (or downloaded into) the Hugging Face cache.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Florence-2 checkpoint: a hub id or a local folder.
+    /// Florence-2 checkpoint: a hub id, a local folder, or `tiny-random` (a tiny random model
+    /// with a bundled stand-in tokenizer, 64x64 images: offline smoke runs and memory checks).
     #[arg(long, default_value = "microsoft/Florence-2-base")]
     pub model: String,
     /// One sharing rule (plora, fedavg-lora, ffa-lora, fedsa-lora); overrides --compare.
@@ -127,13 +123,24 @@ pub struct Args {
     /// precision is for GPUs; adapters always train in f32).
     #[arg(long)]
     pub prefix_precision: Option<fedvlm::models::Precision>,
-    /// Samples per forward pass while the frozen-prefix cache is built (CPU default 1: on
-    /// burn's CPU backend big batches cost more per sample, see BENCHMARKS.md; CUDA 16).
-    #[arg(long, default_value_t = DEFAULT_CACHE_BATCH)]
-    pub cache_batch_size: usize,
-    /// Memory budget of the frozen-prefix cache in MiB (samples beyond it are recomputed).
+    /// Samples per forward pass while the frozen-prefix cache is built (default per backend:
+    /// 1 on the CPU, several batches at once on its threads, see BENCHMARKS.md; 16 on a GPU,
+    /// one batch in flight).
+    #[arg(long)]
+    pub cache_batch_size: Option<usize>,
+    /// Memory budget in MiB of the frozen-prefix cache's shards held in RAM (every sample is
+    /// cached on disk; least recently used shards are dropped first).
     #[arg(long, default_value_t = 4096)]
     pub cache_mib: usize,
+    /// Folder of the on-disk frozen-prefix cache (and of the run's temporary image file);
+    /// default `<out>/prefix-cache`. Reused by --resume and later runs while the model,
+    /// precision, image processing and samples are the same; rebuilt (with a message)
+    /// otherwise.
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Seed of `--model tiny-random`'s weights.
+    #[arg(long, default_value_t = 0)]
+    pub model_seed: u64,
     /// Abort on a malformed RLAIF-V row instead of skipping and counting it.
     #[arg(long)]
     pub strict: bool,
@@ -230,12 +237,38 @@ pub fn find_shards(args: &Args) -> Result<RlaifVShards, AnyError> {
     })
 }
 
-/// Reads the shards (only as many rows per source as the per-client cap can use).
-pub fn load_data(
+/// Reads the shards (only as many rows per source as the per-client cap can use), moving every
+/// image into `store` as it is read: what stays in memory is the rows' text.
+pub fn load_data_spilled(
     args: &Args,
     shards: &RlaifVShards,
     config: &RlaifConfig,
-) -> Result<RlaifV, AnyError> {
+    store: &Arc<ImageStore>,
+) -> Result<(RlaifV, Vec<EncodedBytes>), AnyError> {
+    let options = read_options(args, config);
+    let mut samples = Vec::new();
+    let mut images = Vec::new();
+    let mut failed = None;
+    let summary = read_rlaif_v(&shards.files, &options, |mut sample: RlaifVSample| {
+        if failed.is_some() {
+            return;
+        }
+        match store.append(&sample.image_bytes) {
+            Ok(stored) => {
+                sample.image_bytes = Vec::new();
+                images.push(stored);
+                samples.push(sample);
+            }
+            Err(e) => failed = Some(e),
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    Ok((RlaifV::from_parts(samples, summary), images))
+}
+
+fn read_options(args: &Args, config: &RlaifConfig) -> RlaifVOptions {
     let mut options = RlaifVOptions::new().strict(args.strict);
     if let Some(cap) = config.max_samples_per_client {
         // Enough rows of every source for any client grouping or IID share, drawn uniformly
@@ -244,7 +277,7 @@ pub fn load_data(
             .max_samples_per_source(cap.saturating_mul(config.clients))
             .sample_seed(config.seed);
     }
-    Ok(RlaifV::load_files(&shards.files, &options)?)
+    options
 }
 
 /// What [`Args::prepare`] loads: everything a run (or one node) needs besides the rule.
@@ -288,6 +321,13 @@ impl<B: AutodiffBackend> Prepared<B> {
 }
 
 impl Args {
+    /// The on-disk cache folder: `--cache-dir`, or `<out>/prefix-cache`.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(|| self.out.join("prefix-cache"))
+    }
+
     /// Loads the model and the data, splits the trainers and builds the frozen-prefix cache.
     pub fn prepare<B: AutodiffBackend>(&self, device: &B::Device) -> Result<Prepared<B>, AnyError> {
         let args = self;
@@ -296,22 +336,37 @@ impl Args {
         let device = device.clone();
         // Data files first: a missing folder fails before the (large) model is loaded.
         let shards = find_shards(args)?;
-        let pipeline = Florence2Pipeline::<B>::from_pretrained(&args.model, &device).map_err(|e| {
-            format!(
-                "cannot load the model `{}`: {e}\n(offline? pass --model FOLDER holding config.json, \
-                 model.safetensors, tokenizer.json and preprocessor_config.json)",
-                args.model
-            )
-        })?;
+        let pipeline = if args.model == TINY_RANDOM {
+            Florence2Pipeline::<B>::tiny_random(args.model_seed, &device)?
+        } else {
+            Florence2Pipeline::<B>::from_pretrained(&args.model, &device).map_err(|e| {
+                format!(
+                    "cannot load the model `{}`: {e}\n(offline? pass --model FOLDER holding config.json, \
+                     model.safetensors, tokenizer.json and preprocessor_config.json, or --model {TINY_RANDOM})",
+                    args.model
+                )
+            })?
+        };
         let generation = pipeline.generation_config();
         let (model, _, processor) = pipeline.into_parts();
         let base = freeze_base(model);
+        let cache_dir = self.cache_dir();
 
-        let rows = load_data(args, &shards, &config)?;
+        // Images go to a file beside the cache as they are read; a batch decodes its own.
+        let store = Arc::new(ImageStore::temporary(&cache_dir)?);
+        let (rows, images) = load_data_spilled(args, &shards, &config, &store)?;
         println!("{}", rows.summary());
         let t = Instant::now();
-        let mut data = RlaifData::prepare(&config, &rows, &processor)?;
-        drop(rows);
+        let data = RlaifData::prepare_with_images(&config, &rows, &processor, |r, _| {
+            Ok(images.get(r).cloned())
+        })?;
+        drop((rows, images));
+        if data.skipped_task_token > 0 {
+            println!(
+                "skipped {} rows whose question holds a Florence-2 task token",
+                data.skipped_task_token
+            );
+        }
         println!(
             "{} samples preprocessed in {:.1} s; {} trainer(s): {}",
             data.samples.len(),
@@ -334,20 +389,36 @@ impl Args {
 
         let cache = if config.cache {
             let t = Instant::now();
+            let defaults = CacheConfig::for_backend::<B>(&device);
             let cache_config = CacheConfig {
                 budget_bytes: args.cache_mib << 20,
                 precision: config.prefix_precision,
-                batch_size: args.cache_batch_size,
-                ..CacheConfig::default()
+                batch_size: args.cache_batch_size.unwrap_or(defaults.batch_size),
+                ..defaults
             };
-            let cache = build_cache(&base.valid(), &data, &cache_config, &device)?;
-            // Cached samples no longer need their pixels (except those that generate answers).
-            let freed = data.drop_cached_pixels(&cache, config.answers_per_client)?;
+            let options = DiskCacheOptions::new(&cache_dir);
+            let (cache, stats) = FrozenPrefixCache::build_on_disk(
+                &base.valid(),
+                &data.samples,
+                &cache_config,
+                &options,
+                &device,
+            )?;
+            if let Some(reason) = &stats.rebuilt {
+                println!(
+                    "frozen-prefix cache in {}: {reason}; rebuilt",
+                    cache_dir.display()
+                );
+            }
             println!(
-                "frozen-prefix cache: {} of {} samples, {} MB, computed in {} in {:.1} s ({freed} images freed)",
-                cache.len(),
+                "frozen-prefix cache: {} samples, {} MB on disk in {}, {} shards reused, {} built, \
+                 {} prefix forward passes, computed in {}, {:.1} s",
                 cache.num_samples(),
                 cache.bytes() / 1_000_000,
+                cache_dir.display(),
+                stats.shards_reused,
+                stats.shards_built,
+                stats.forward_passes,
                 cache.precision(),
                 t.elapsed().as_secs_f64()
             );

@@ -41,12 +41,24 @@ type B = Autodiff<Inner>;
 
 fn main() -> ExitCode {
     match run(&Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            if let Some(kib) = peak_rss_kib() {
+                println!("peak RSS: {kib} KiB");
+            }
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// This process's peak resident memory (`VmHWM` of `/proc/self/status`, Linux only).
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn run(args: &Args) -> Result<(), AnyError> {
@@ -156,8 +168,12 @@ fn print_table(runs: &[RuleRun], data: &RlaifData) {
         for k in 0..data.num_trainers() {
             let before = first.clients.get(k).and_then(|c| c.test);
             let after = last.clients.get(k).and_then(|c| c.test);
-            let mut label = format!("{k} ({})", data.sources[k].join("+"));
-            label.truncate(24);
+            // At most 24 characters, cut on a character boundary (source names need not be
+            // ASCII).
+            let label: String = format!("{k} ({})", data.sources[k].join("+"))
+                .chars()
+                .take(24)
+                .collect();
             println!(
                 "{:<20} {:<24} {:>5} | {} | {}",
                 run.name,
