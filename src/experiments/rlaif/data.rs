@@ -44,12 +44,15 @@ pub struct RlaifData {
     pub skipped_task_token: usize,
 }
 
+/// A row's prompt ids and label ids.
+type Tokens = (Vec<u32>, Vec<u32>);
+
 /// The prompt and label ids of a row; `None` when the question holds a task token.
 fn tokenise(
     processor: &Florence2Processor,
     question: &str,
     answer: &str,
-) -> Result<Option<(Vec<u32>, Vec<u32>)>> {
+) -> Result<Option<Tokens>> {
     let prompt = match processor.prompt_ids(question) {
         Ok(ids) => ids,
         Err(ProcessorError::TaskNotAlone { .. }) => return Ok(None),
@@ -114,7 +117,7 @@ impl RlaifData {
 
         // Every row some client uses is tokenised; a question holding a task token (`<OCR>`,
         // ...) cannot be a VQA prompt: its row is skipped and counted.
-        let mut tokens: HashMap<usize, Option<(Vec<u32>, Vec<u32>)>> = HashMap::new();
+        let mut tokens: HashMap<usize, Option<Tokens>> = HashMap::new();
         for client in &clients {
             for &r in client.train.iter().chain(&client.test) {
                 if tokens.contains_key(&r) {
