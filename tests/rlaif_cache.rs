@@ -194,8 +194,9 @@ fn a_stopped_build_resumes_and_a_finished_cache_is_reused_without_forward_passes
     assert_eq!(prefix_forward_passes(), before);
     assert!(again == memory);
 
-    // A RAM budget of about two of the four shards: every entry is still served, each shard
-    // read once in a pass in order, and what is held stays within the budget.
+    // A RAM budget of about half the entries: every entry is still served, each read once in
+    // a pass in order, and what is held stays within the budget; a hot entry is not read
+    // again.
     let small = CacheConfig {
         budget_bytes: memory.bytes() / 2,
         ..exact()
@@ -207,7 +208,16 @@ fn a_stopped_build_resumes_and_a_finished_cache_is_reused_without_forward_passes
         assert_eq!(budgeted.get(i), memory.get(i), "sample {i}");
         assert!(budgeted.resident_bytes() <= small.budget_bytes);
     }
-    assert_eq!(budgeted.shard_loads(), 4);
+    assert_eq!(budgeted.disk_reads(), 16);
+    assert!(budgeted.resident_bytes() > 0);
+    budgeted.get(15).unwrap();
+    assert_eq!(budgeted.disk_reads(), 16);
+    budgeted.get(0).unwrap();
+    assert_eq!(
+        budgeted.disk_reads(),
+        17,
+        "sample 0 was dropped for the later ones"
+    );
 }
 
 #[test]
@@ -251,6 +261,20 @@ fn other_weights_precision_or_dtype_rebuild_the_cache() {
     let (_, stats) = fixture.build(&other, &f16, &options(dir.path())).unwrap();
     assert!(stats.rebuilt.is_some());
     assert_eq!(stats.shards_built, 4);
+
+    // A damaged shard is an error when read, not a panic and not wrong values.
+    let (cache, _) = fixture.build(&other, &f16, &options(dir.path())).unwrap();
+    let shard = dir.path().join("shard-000000.safetensors");
+    let bytes = std::fs::read(&shard).unwrap();
+    std::fs::write(&shard, &bytes[..bytes.len() / 2]).unwrap();
+    assert!(cache.entry(0).is_err());
+    std::fs::write(&shard, b"\xff\xff\xff\xff\xff\xff\xff\x7f{}").unwrap();
+    let (cache, _) = fixture.build(&other, &f16, &options(dir.path())).unwrap();
+    assert!(cache.entry(1).is_err());
+    assert!(
+        cache.entry(4).unwrap().is_some(),
+        "other shards still serve"
+    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! shards that a later run, or a killed build's next attempt, reuses
 //! ([`FrozenPrefixCache::build_on_disk`]).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -24,7 +24,7 @@ use crate::models::florence2::Florence2;
 pub struct DiskCacheOptions {
     /// The cache folder (`manifest.json` and `shard-NNNNNN.safetensors`).
     pub dir: PathBuf,
-    /// Samples per shard (the unit written at once, and loaded at once when used).
+    /// Samples per shard (the unit written at once; samples are read back one by one).
     pub shard_samples: usize,
     /// Stop with an error after writing this many shards in this call (to test resuming a
     /// killed build); `None` builds everything.
@@ -165,8 +165,8 @@ impl FrozenPrefixCache {
     /// there with the same [`CacheKey`] is reused (its completed shards; a build killed
     /// midway continues where it stopped), one with another key is deleted and rebuilt
     /// ([`BuildStats::rebuilt`] says why). Shards are written atomically and recorded in the
-    /// manifest once written. [`CacheConfig::budget_bytes`] is the memory held by shards
-    /// loaded for use (least recently used dropped first), not a limit on what is cached.
+    /// manifest once written. [`CacheConfig::budget_bytes`] is the memory held by entries
+    /// read back for use (least recently used dropped first), not a limit on what is cached.
     ///
     /// # Errors
     /// As [`FrozenPrefixCache::build`], [`FedError::InvalidConfig`] for 0 samples per shard,
@@ -256,6 +256,7 @@ impl FrozenPrefixCache {
                 shard_samples: options.shard_samples,
                 shard_bytes: manifest.completed,
                 budget_bytes: config.budget_bytes,
+                indexes: Mutex::new(HashMap::new()),
                 hot: Mutex::new(Hot::default()),
             }),
         };

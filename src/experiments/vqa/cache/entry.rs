@@ -52,7 +52,9 @@ pub struct CacheConfig {
     pub dtype: CacheDtype,
     /// Precision the frozen prefix runs in (weights and activations) to compute them.
     pub precision: Precision,
-    /// Most bytes of activations held; samples beyond it are recomputed when used.
+    /// Most bytes of activations held in memory: in a memory cache, samples beyond it are
+    /// recomputed when used; on disk every sample is cached and this bounds the entries read
+    /// back and kept for reuse.
     pub budget_bytes: usize,
     /// Samples per forward pass while building (as many passes run at once as rayon has
     /// threads). On burn's CPU backend 1 is fastest (at 768 px a batch's activations outgrow

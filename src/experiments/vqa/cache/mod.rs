@@ -17,8 +17,9 @@
 //!   (`entry`, `shard`) under a folder with a manifest keyed by everything the values depend
 //!   on ([`CacheKey`]: weights hash, precision, dtype, image processing, samples). A later run
 //!   with the same key computes nothing; a build killed midway continues from its last
-//!   written shard; another key rebuilds the cache and says why. The budget then bounds the
-//!   shards held in memory (least recently used dropped first).
+//!   written shard; another key rebuilds the cache and says why. Entries are read back one sample at a
+//!   time (no read amplification); the budget bounds those held in memory (least recently
+//!   used dropped first).
 //! * The frozen prefix runs without dropout and without the vision tower's drop-path (as at
 //!   evaluation): with a checkpoint whose `dropout` or `drop_path_rate` is non-zero (Microsoft's
 //!   base: 0.1 and 0.1), cached training differs from uncached training by exactly the noise

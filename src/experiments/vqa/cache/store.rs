@@ -1,14 +1,14 @@
-//! [`FrozenPrefixCache`]: the entries in memory, or shards on disk with a RAM budget of hot
-//! shards (least recently used dropped first).
+//! [`FrozenPrefixCache`]: the entries in memory, or shards on disk read sample by sample with a
+//! RAM budget of hot entries (least recently used dropped first).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use burn::prelude::*;
 
 use super::entry::{CacheDtype, PrefixBatch, PrefixEntry, stack_entries};
-use super::shard::{Shard, read_shard, shard_path};
+use super::shard::{ShardIndex, read_entry, read_index, shard_path};
 use crate::error::{FedError, Result};
 use crate::models::Precision;
 
@@ -33,7 +33,8 @@ pub(super) enum Storage {
     Disk(DiskShards),
 }
 
-/// Shards in a folder, loaded on demand and kept within a byte budget.
+/// Shards in a folder, read one sample at a time on demand, the most recently used samples
+/// kept in memory within a byte budget.
 #[derive(Debug)]
 pub(super) struct DiskShards {
     pub dir: PathBuf,
@@ -41,43 +42,82 @@ pub(super) struct DiskShards {
     /// Bytes of activations per shard (from the manifest).
     pub shard_bytes: BTreeMap<usize, u64>,
     pub budget_bytes: usize,
+    /// Each shard's index, read when the shard is first used.
+    pub indexes: Mutex<HashMap<usize, Arc<ShardIndex>>>,
     pub hot: Mutex<Hot>,
 }
 
-/// The shards in memory, most recently used last.
+/// The entries held in memory, least recently used first (by use tick).
 #[derive(Debug, Default)]
 pub(super) struct Hot {
-    shards: HashMap<usize, Arc<Shard>>,
-    order: VecDeque<usize>,
+    entries: HashMap<usize, (Arc<PrefixEntry>, u64)>,
+    order: BTreeMap<u64, usize>,
+    tick: u64,
     bytes: usize,
-    loads: u64,
+    reads: u64,
+}
+
+impl Hot {
+    fn touch(&mut self, i: usize) -> Option<Arc<PrefixEntry>> {
+        let tick = self.tick + 1;
+        let (entry, old) = self.entries.get_mut(&i)?;
+        let entry = entry.clone();
+        self.order.remove(old);
+        *old = tick;
+        self.order.insert(tick, i);
+        self.tick = tick;
+        Some(entry)
+    }
+
+    fn insert(&mut self, i: usize, entry: Arc<PrefixEntry>, budget: usize) {
+        let size = entry.bytes();
+        if size > budget {
+            return;
+        }
+        while self.bytes + size > budget {
+            let Some((_, old)) = self.order.pop_first() else {
+                break;
+            };
+            if let Some((dropped, _)) = self.entries.remove(&old) {
+                self.bytes -= dropped.bytes();
+            }
+        }
+        self.tick += 1;
+        self.order.insert(self.tick, i);
+        self.entries.insert(i, (entry, self.tick));
+        self.bytes += size;
+    }
 }
 
 impl DiskShards {
-    fn shard(&self, index: usize, dtype: CacheDtype, d_model: usize) -> Result<Arc<Shard>> {
-        let mut hot = self.hot.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(shard) = hot.shards.get(&index).cloned() {
-            hot.order.retain(|&i| i != index);
-            hot.order.push_back(index);
-            return Ok(shard);
+    fn entry(&self, i: usize, dtype: CacheDtype, d_model: usize) -> Result<Arc<PrefixEntry>> {
+        if let Some(entry) = self.hot.lock().unwrap_or_else(|p| p.into_inner()).touch(i) {
+            return Ok(entry);
         }
-        let shard = Arc::new(read_shard(&shard_path(&self.dir, index), dtype, d_model)?);
-        let size: usize = shard.iter().map(|e| e.bytes()).sum();
-        hot.loads += 1;
-        while hot.bytes + size > self.budget_bytes {
-            let Some(old) = hot.order.pop_front() else {
-                break;
-            };
-            if let Some(dropped) = hot.shards.remove(&old) {
-                hot.bytes -= dropped.iter().map(|e| e.bytes()).sum::<usize>();
+        let shard = i / self.shard_samples;
+        let index = {
+            let mut indexes = self.indexes.lock().unwrap_or_else(|p| p.into_inner());
+            match indexes.get(&shard) {
+                Some(index) => index.clone(),
+                None => {
+                    let index =
+                        Arc::new(read_index(&shard_path(&self.dir, shard), dtype, d_model)?);
+                    indexes.insert(shard, index.clone());
+                    index
+                }
             }
+        };
+        let k = i % self.shard_samples;
+        if k >= index.len() {
+            return Err(FedError::Task(format!(
+                "cache shard {shard} lacks sample {i}"
+            )));
         }
-        if size <= self.budget_bytes {
-            hot.shards.insert(index, shard.clone());
-            hot.order.push_back(index);
-            hot.bytes += size;
-        }
-        Ok(shard)
+        let entry = Arc::new(read_entry(&index, k, dtype, d_model)?);
+        let mut hot = self.hot.lock().unwrap_or_else(|p| p.into_inner());
+        hot.reads += 1;
+        hot.insert(i, entry.clone(), self.budget_bytes);
+        Ok(entry)
     }
 }
 
@@ -127,13 +167,7 @@ impl FrozenPrefixCache {
                 if i >= self.num_samples {
                     return Ok(None);
                 }
-                let index = i / disk.shard_samples;
-                let shard = disk.shard(index, self.dtype, self.d_model)?;
-                shard
-                    .get(i % disk.shard_samples)
-                    .cloned()
-                    .map(Some)
-                    .ok_or_else(|| FedError::Task(format!("cache shard {index} lacks sample {i}")))
+                disk.entry(i, self.dtype, self.d_model).map(Some)
             }
         }
     }
@@ -170,7 +204,7 @@ impl FrozenPrefixCache {
         }
     }
 
-    /// Bytes of activations held in memory now (on disk: the hot shards).
+    /// Bytes of activations held in memory now (on disk: the recently used entries).
     pub fn resident_bytes(&self) -> usize {
         match &self.storage {
             Storage::Memory { bytes, .. } => *bytes,
@@ -178,11 +212,11 @@ impl FrozenPrefixCache {
         }
     }
 
-    /// Shards read from disk so far (0 in memory).
-    pub fn shard_loads(&self) -> u64 {
+    /// Entries read from disk so far (0 in memory).
+    pub fn disk_reads(&self) -> u64 {
         match &self.storage {
             Storage::Memory { .. } => 0,
-            Storage::Disk(disk) => disk.hot.lock().map(|h| h.loads).unwrap_or(0),
+            Storage::Disk(disk) => disk.hot.lock().map(|h| h.reads).unwrap_or(0),
         }
     }
 
