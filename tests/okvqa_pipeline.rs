@@ -16,10 +16,11 @@ use fedvlm::experiments::rlaif::sweep::{
     SWEEP_CSV_FILE, SWEEP_MARKDOWN_FILE, SweepInputs, run_clients_sweep, sweep_dir_name,
 };
 use fedvlm::experiments::rlaif::{
-    ANSWERS_FILE, RlaifConfig, RlaifData, RunInputs, VqaRows, build_cache, centralized,
-    freeze_base, run_rule,
+    ANSWERS_FILE, RlaifConfig, RlaifData, RunInputs, VqaRows, centralized, freeze_base, run_rule,
 };
-use fedvlm::experiments::vqa::CacheConfig;
+use fedvlm::experiments::vqa::{
+    CacheConfig, DiskCacheOptions, EncodedBytes, FrozenPrefixCache, ImageStore,
+};
 use fedvlm::federated::JsonlWriter;
 use fedvlm::models::florence2::processor::Florence2Processor;
 use fedvlm::models::florence2::{Florence2, Florence2Pipeline, GenerationConfig};
@@ -98,13 +99,23 @@ fn okvqa_runs_one_federated_round_end_to_end() {
         assert_eq!(wins, 6, "the target is the majority answer: {text:?}");
     }
 
+    // The on-disk frozen-prefix cache, as the example builds it.
     let dir = tempfile::tempdir().expect("out");
+    let (cache, stats) = FrozenPrefixCache::build_on_disk(
+        &base,
+        &data.samples,
+        &CacheConfig::default(),
+        &DiskCacheOptions::new(dir.path().join("prefix-cache")),
+        &Default::default(),
+    )
+    .expect("the cache");
+    assert_eq!((cache.num_samples(), stats.shards_reused), (16, 0));
     let inputs = RunInputs {
         config: &config,
         data: Arc::new(data),
         base: &base,
         processor: &processor,
-        cache: None,
+        cache: Some(Arc::new(cache)),
         generation: GenerationConfig::greedy(4),
         out_dir: Some(dir.path()),
         resume: false,
@@ -132,6 +143,22 @@ fn okvqa_runs_one_federated_round_end_to_end() {
         2
     );
     assert!(plora.join(ANSWERS_FILE).is_file());
+    // Generated answers scored before and after the round, with OK-VQA's VQA accuracy.
+    assert_eq!(
+        run.answer_metrics
+            .iter()
+            .map(|r| r.round)
+            .collect::<Vec<_>>(),
+        [0, 1]
+    );
+    for report in &run.answer_metrics {
+        let mean = report.mean.as_ref().expect("a mean");
+        assert_eq!(mean.count, 4, "every test sample scored");
+        let vqa = mean
+            .vqa_accuracy
+            .expect("VQA accuracy from the human answers");
+        assert!((0.0..=1.0).contains(&vqa), "{vqa}");
+    }
 
     // Non-IID clients of OK-VQA's single source are refused; centralised training merges.
     let non_iid = RlaifConfig {
@@ -167,10 +194,20 @@ fn the_clients_sweep_runs_one_federation_per_count_and_writes_the_table() {
     let config = config();
     let dir = tempfile::tempdir().expect("out");
     let counts = [2, 3];
+    // Images spilled to a store file, as the example reads them; one on-disk cache per count.
+    let cache_root = tempfile::tempdir().expect("cache folder");
+    let store = Arc::new(ImageStore::temporary(cache_root.path()).expect("image store"));
+    let images: Vec<EncodedBytes> = rows
+        .samples()
+        .iter()
+        .map(|s| store.append(&s.image_bytes))
+        .collect::<Result<_, _>>()
+        .expect("images stored");
     let inputs = SweepInputs::<B> {
         config: &config,
         counts: &counts,
         rows: VqaRows::from(&rows),
+        images: &images,
         base: &base,
         processor: &processor,
         generation: GenerationConfig::greedy(4),
@@ -180,18 +217,50 @@ fn the_clients_sweep_runs_one_federation_per_count_and_writes_the_table() {
         progress: false,
         device: Default::default(),
     };
-    let mut built = Vec::new();
-    let (table, runs) = run_clients_sweep(&inputs, |config, data| {
-        built.push((config.clients, data.num_trainers()));
-        let cache = build_cache(&base, data, &CacheConfig::default(), &Default::default())?;
+    let built = std::cell::RefCell::new(Vec::new());
+    let mut disk_cache = |config: &RlaifConfig, data: &RlaifData| {
+        let options = DiskCacheOptions::new(cache_root.path().join(sweep_dir_name(config.clients)));
+        let (cache, stats) = FrozenPrefixCache::build_on_disk(
+            &base,
+            &data.samples,
+            &CacheConfig::default(),
+            &options,
+            &Default::default(),
+        )?;
+        built
+            .borrow_mut()
+            .push((config.clients, data.num_trainers(), stats.forward_passes));
         Ok(Some(Arc::new(cache)))
-    })
-    .expect("the sweep");
-    assert_eq!(
-        built,
-        [(2, 2), (3, 3)],
-        "one cache per count, over its split"
+    };
+    let (table, runs) = run_clients_sweep(&inputs, &mut disk_cache).expect("the sweep");
+    let counted = built.borrow().clone();
+    assert!(
+        counted.len() == 2 && counted.iter().all(|b| b.2 > 0),
+        "one cache per count, over its split, computed: {counted:?}"
     );
+    assert_eq!(
+        (counted[0].0, counted[0].1, counted[1].0, counted[1].1),
+        (2, 2, 3, 3)
+    );
+    // A second sweep (a later run, or --resume) reuses both counts' caches from disk.
+    let again = tempfile::tempdir().expect("out");
+    let (table_again, _) = run_clients_sweep(
+        &SweepInputs {
+            out_dir: Some(again.path()),
+            generation: inputs.generation.clone(),
+            device: Default::default(),
+            ..inputs
+        },
+        &mut disk_cache,
+    )
+    .expect("the sweep again");
+    let counted = built.borrow().clone();
+    assert_eq!(
+        counted[2..].iter().map(|b| b.2).collect::<Vec<_>>(),
+        [0, 0],
+        "both counts' caches reused from disk"
+    );
+    assert_eq!(table_again.entries.len(), 2);
     assert_eq!(runs.len(), 2);
     assert_eq!(runs[1].1.reports[1].clients.len(), 3);
     assert_eq!(table.entries.len(), 2);
@@ -229,6 +298,7 @@ fn the_clients_sweep_runs_one_federation_per_count_and_writes_the_table() {
         config: &non_iid,
         counts: &counts,
         rows: VqaRows::from(&rlaif),
+        images: &[],
         out_dir: None,
         ..inputs
     };

@@ -16,20 +16,15 @@ use clap::Parser;
 use fedvlm::Sharing;
 use fedvlm::data::{RLAIF_V_REPO, RlaifVShards};
 use fedvlm::experiments::rlaif::{
-    AnswerEvalConfig, RlaifConfig, RlaifData, RunInputs, VqaDataset, build_cache, freeze_base,
+    AnswerEvalConfig, RlaifConfig, RlaifData, RunInputs, VqaDataset, freeze_base,
 };
-use fedvlm::experiments::vqa::{CacheConfig, FrozenPrefixCache};
+use fedvlm::experiments::vqa::{
+    CacheConfig, DiskCacheOptions, EncodedBytes, FrozenPrefixCache, ImageStore,
+};
 use fedvlm::models::florence2::processor::Florence2Processor;
-use fedvlm::models::florence2::{Florence2, Florence2Pipeline, GenerationConfig};
+use fedvlm::models::florence2::{Florence2, Florence2Pipeline, GenerationConfig, TINY_RANDOM};
 use fedvlm::strategy::StrategyKind;
 use robustness::RobustnessArgs;
-
-/// Samples per forward pass while the cache is built: 1 on the CPU (fresh multi-megabyte
-/// activation buffers of bigger batches cost more in page faults than batching saves).
-#[cfg(not(feature = "cuda"))]
-const DEFAULT_CACHE_BATCH: usize = 1;
-#[cfg(feature = "cuda")]
-const DEFAULT_CACHE_BATCH: usize = 16;
 
 /// Any error, printed for the user.
 pub type AnyError = Box<dyn std::error::Error>;
@@ -48,7 +43,8 @@ pub struct Args {
     /// (or downloaded into) the Hugging Face cache.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Florence-2 checkpoint: a hub id or a local folder.
+    /// Florence-2 checkpoint: a hub id, a local folder, or `tiny-random` (a tiny random model
+    /// with a bundled stand-in tokenizer, 64x64 images: offline smoke runs and memory checks).
     #[arg(long, default_value = "microsoft/Florence-2-base")]
     pub model: String,
     /// One sharing rule (plora, fedavg-lora, ffa-lora, fedsa-lora); overrides --compare.
@@ -158,13 +154,24 @@ pub struct Args {
     /// precision is for GPUs; adapters always train in f32).
     #[arg(long)]
     pub prefix_precision: Option<fedvlm::models::Precision>,
-    /// Samples per forward pass while the frozen-prefix cache is built (CPU default 1: on
-    /// burn's CPU backend big batches cost more per sample, see BENCHMARKS.md; CUDA 16).
-    #[arg(long, default_value_t = DEFAULT_CACHE_BATCH)]
-    pub cache_batch_size: usize,
-    /// Memory budget of the frozen-prefix cache in MiB (samples beyond it are recomputed).
+    /// Samples per forward pass while the frozen-prefix cache is built (default per backend:
+    /// 1 on the CPU, several batches at once on its threads, see BENCHMARKS.md; 16 on a GPU,
+    /// one batch in flight).
+    #[arg(long)]
+    pub cache_batch_size: Option<usize>,
+    /// Memory budget in MiB of the frozen-prefix cache's shards held in RAM (every sample is
+    /// cached on disk; least recently used shards are dropped first).
     #[arg(long, default_value_t = 4096)]
     pub cache_mib: usize,
+    /// Folder of the on-disk frozen-prefix cache (and of the run's temporary image file);
+    /// default `<out>/prefix-cache`. Reused by --resume and later runs while the model,
+    /// precision, image processing and samples are the same; rebuilt (with a message)
+    /// otherwise.
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Seed of `--model tiny-random`'s weights.
+    #[arg(long, default_value_t = 0)]
+    pub model_seed: u64,
     /// Abort on a malformed RLAIF-V row instead of skipping and counting it.
     #[arg(long)]
     pub strict: bool,
@@ -317,6 +324,13 @@ pub struct Model<B: AutodiffBackend> {
 }
 
 impl Args {
+    /// The on-disk cache folder: `--cache-dir`, or `<out>/prefix-cache`.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(|| self.out.join("prefix-cache"))
+    }
+
     /// Loads the model and the data, splits the trainers and builds the frozen-prefix cache.
     pub fn prepare<B: AutodiffBackend>(&self, device: &B::Device) -> Result<Prepared<B>, AnyError> {
         let config = self.config();
@@ -324,11 +338,13 @@ impl Args {
         // Data files first: a missing folder fails before the (large) model is loaded.
         let files = dataset::find_files(self)?;
         let model = self.load_model::<B>(device)?;
-        let rows = dataset::load_rows(self, &files, &config, config.clients)?;
+        // Images go to a file beside the cache as they are read; a batch decodes its own.
+        let store = Arc::new(ImageStore::temporary(self.cache_dir())?);
+        let (rows, images) = dataset::load_rows(self, &files, &config, config.clients, &store)?;
         println!("{}", rows.summary());
-        let mut data = self.prepare_data(&config, &rows, &model.processor)?;
-        drop(rows);
-        let cache = self.cache_for(&model.base, &config, &mut data, device)?;
+        let data = self.prepare_data(&config, &rows, &images, &model.processor)?;
+        drop((rows, images));
+        let cache = self.cache_for(&model.base, &config, &data, device, &self.cache_dir())?;
         Ok(Prepared {
             config,
             data: Arc::new(data),
@@ -339,15 +355,20 @@ impl Args {
         })
     }
 
-    /// Loads `--model`, every weight frozen.
+    /// Loads `--model` (or builds `tiny-random`), every weight frozen.
     pub fn load_model<B: AutodiffBackend>(&self, device: &B::Device) -> Result<Model<B>, AnyError> {
-        let pipeline = Florence2Pipeline::<B>::from_pretrained(&self.model, device).map_err(|e| {
-            format!(
-                "cannot load the model `{}`: {e}\n(offline? pass --model FOLDER holding config.json, \
-                 model.safetensors, tokenizer.json and preprocessor_config.json)",
-                self.model
-            )
-        })?;
+        let pipeline = if self.model == TINY_RANDOM {
+            Florence2Pipeline::<B>::tiny_random(self.model_seed, device)?
+        } else {
+            Florence2Pipeline::<B>::from_pretrained(&self.model, device).map_err(|e| {
+                format!(
+                    "cannot load the model `{}`: {e}\n(offline? pass --model FOLDER holding \
+                     config.json, model.safetensors, tokenizer.json and preprocessor_config.json, \
+                     or --model {TINY_RANDOM})",
+                    self.model
+                )
+            })?
+        };
         let generation = pipeline.generation_config();
         let (model, _, processor) = pipeline.into_parts();
         Ok(Model {
@@ -357,15 +378,25 @@ impl Args {
         })
     }
 
-    /// Splits the trainers and preprocesses their samples, with a log line.
+    /// Splits the trainers and tokenises their samples (images stay encoded: `images[r]` is
+    /// where row `r`'s went), with a log line.
     pub fn prepare_data(
         &self,
         config: &RlaifConfig,
         rows: &dataset::LoadedRows,
+        images: &[EncodedBytes],
         processor: &Florence2Processor,
     ) -> Result<RlaifData, AnyError> {
         let t = Instant::now();
-        let data = RlaifData::prepare(config, rows.rows(), processor)?;
+        let data = RlaifData::prepare_with_images(config, rows.rows(), processor, |r, _| {
+            Ok(images.get(r).cloned())
+        })?;
+        if data.skipped_task_token > 0 {
+            println!(
+                "skipped {} rows whose question holds a Florence-2 task token",
+                data.skipped_task_token
+            );
+        }
         println!(
             "{} samples preprocessed in {:.1} s; {} trainer(s): {}",
             data.samples.len(),
@@ -388,35 +419,50 @@ impl Args {
         Ok(data)
     }
 
-    /// The frozen-prefix cache of `data` (unless `--no-cache`); cached samples' pixels are
-    /// freed, except those that generate or score answers.
+    /// The frozen-prefix cache of `data` in `dir` (unless `--no-cache`): built on disk, or
+    /// reused from an earlier run with the same key (rebuilt with a message otherwise).
     pub fn cache_for<B: AutodiffBackend>(
         &self,
         base: &Florence2<B>,
         config: &RlaifConfig,
-        data: &mut RlaifData,
+        data: &RlaifData,
         device: &B::Device,
+        dir: &std::path::Path,
     ) -> Result<Option<Arc<FrozenPrefixCache>>, fedvlm::FedError> {
         if !config.cache {
             return Ok(None);
         }
         let t = Instant::now();
+        let defaults = CacheConfig::for_backend::<B>(device);
         let cache_config = CacheConfig {
             budget_bytes: self.cache_mib << 20,
             precision: config.prefix_precision,
-            batch_size: self.cache_batch_size,
-            ..CacheConfig::default()
+            batch_size: self.cache_batch_size.unwrap_or(defaults.batch_size),
+            ..defaults
         };
-        let cache = build_cache(&base.valid(), data, &cache_config, device)?;
-        let keep = config
-            .answer_eval
-            .test_samples_needed(config.answers_per_client);
-        let freed = data.drop_cached_pixels(&cache, keep)?;
+        let options = DiskCacheOptions::new(dir);
+        let (cache, stats) = FrozenPrefixCache::build_on_disk(
+            &base.valid(),
+            &data.samples,
+            &cache_config,
+            &options,
+            device,
+        )?;
+        if let Some(reason) = &stats.rebuilt {
+            println!(
+                "frozen-prefix cache in {}: {reason}; rebuilt",
+                dir.display()
+            );
+        }
         println!(
-            "frozen-prefix cache: {} of {} samples, {} MB, computed in {} in {:.1} s ({freed} images freed)",
-            cache.len(),
+            "frozen-prefix cache: {} samples, {} MB on disk in {}, {} shards reused, {} built, \
+             {} prefix forward passes, computed in {}, {:.1} s",
             cache.num_samples(),
             cache.bytes() / 1_000_000,
+            dir.display(),
+            stats.shards_reused,
+            stats.shards_built,
+            stats.forward_passes,
             cache.precision(),
             t.elapsed().as_secs_f64()
         );

@@ -1,7 +1,13 @@
 //! `--dataset rlaif-v|okvqa`: finding and reading the rows of either dataset.
 
-use fedvlm::data::{OkVqa, OkVqaFiles, OkVqaOptions, RlaifV, RlaifVOptions, RlaifVShards};
+use std::sync::Arc;
+
+use fedvlm::data::{
+    OkVqa, OkVqaFiles, OkVqaOptions, OkVqaSample, RlaifV, RlaifVOptions, RlaifVSample,
+    RlaifVShards, read_okvqa, read_rlaif_v,
+};
 use fedvlm::experiments::rlaif::{RlaifConfig, VqaDataset, VqaRows};
+use fedvlm::experiments::vqa::{EncodedBytes, ImageStore};
 
 use super::{AnyError, Args};
 
@@ -64,30 +70,67 @@ pub fn find_files(args: &Args) -> Result<DataFiles, AnyError> {
 }
 
 /// Reads the rows: with a per-client cap, only as many as `clients` clients can use
-/// (RLAIF-V: a seeded sample per source; OK-VQA: the first rows).
+/// (RLAIF-V: a seeded sample per source; OK-VQA: the first rows). Every image moves into
+/// `store` as it is read (what stays in memory is the rows' text); `images[r]` says where row
+/// `r`'s went.
 pub fn load_rows(
     args: &Args,
     files: &DataFiles,
     config: &RlaifConfig,
     clients: usize,
-) -> Result<LoadedRows, AnyError> {
+    store: &Arc<ImageStore>,
+) -> Result<(LoadedRows, Vec<EncodedBytes>), AnyError> {
     let cap = config
         .max_samples_per_client
         .map(|c| c.saturating_mul(clients));
-    Ok(match files {
+    let mut images = Vec::new();
+    let mut failed = None;
+    let mut spill = |bytes: &mut Vec<u8>| -> bool {
+        if failed.is_some() {
+            return false;
+        }
+        match store.append(bytes) {
+            Ok(stored) => {
+                *bytes = Vec::new();
+                images.push(stored);
+                true
+            }
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        }
+    };
+    let rows = match files {
         DataFiles::RlaifV(shards) => {
             let mut options = RlaifVOptions::new().strict(args.strict);
             if let Some(cap) = cap {
                 options = options.max_samples_per_source(cap).sample_seed(config.seed);
             }
-            LoadedRows::RlaifV(RlaifV::load_files(&shards.files, &options)?)
+            let mut samples = Vec::new();
+            let summary = read_rlaif_v(&shards.files, &options, |mut s: RlaifVSample| {
+                if spill(&mut s.image_bytes) {
+                    samples.push(s);
+                }
+            })?;
+            LoadedRows::RlaifV(RlaifV::from_parts(samples, summary))
         }
         DataFiles::OkVqa(files) => {
             let mut options = OkVqaOptions::new().strict(args.strict);
             if let Some(cap) = cap {
                 options = options.max_samples(cap);
             }
-            LoadedRows::OkVqa(OkVqa::load_files(&files.files, &options)?)
+            let mut samples = Vec::new();
+            let summary = read_okvqa(&files.files, &options, |mut s: OkVqaSample| {
+                if spill(&mut s.image_bytes) {
+                    samples.push(s);
+                }
+            })?;
+            LoadedRows::OkVqa(OkVqa::from_parts(samples, summary))
         }
-    })
+    };
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    Ok((rows, images))
 }

@@ -28,13 +28,17 @@ mod args;
 mod tables;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use burn::backend::Autodiff;
 use clap::Parser;
 use fedvlm::Sharing;
-use fedvlm::experiments::rlaif::sweep::{SweepInputs, run_clients_sweep, validate_client_counts};
+use fedvlm::experiments::rlaif::sweep::{
+    SweepInputs, run_clients_sweep, sweep_dir_name, validate_client_counts,
+};
 use fedvlm::experiments::rlaif::{RlaifConfig, RuleRun, centralized, run_rule, write_answer_csv};
+use fedvlm::experiments::vqa::ImageStore;
 use fedvlm::federated::{LabelledRun, MetricNames, write_csv_named, write_svg_chart_named};
 
 use args::{AnyError, Args, dataset};
@@ -48,12 +52,24 @@ type B = Autodiff<Inner>;
 
 fn main() -> ExitCode {
     match run(&Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            if let Some(kib) = peak_rss_kib() {
+                println!("peak RSS: {kib} KiB");
+            }
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// This process's peak resident memory (`VmHWM` of `/proc/self/status`, Linux only).
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn run(args: &Args) -> Result<(), AnyError> {
@@ -129,7 +145,10 @@ fn run(args: &Args) -> Result<(), AnyError> {
         &labelled,
         MetricNames::Token,
     )?;
-    write_answers_csv(args, &runs.iter().map(|r| (r.name.clone(), r)).collect::<Vec<_>>())?;
+    write_answers_csv(
+        args,
+        &runs.iter().map(|r| (r.name.clone(), r)).collect::<Vec<_>>(),
+    )?;
     tables::print_token_table(&runs, &data);
     tables::print_answer_table(&runs, &data);
     args::robustness::print_privacy(
@@ -163,7 +182,9 @@ fn run_sweep(args: &Args, config: &RlaifConfig) -> Result<(), AnyError> {
     let files = dataset::find_files(args)?;
     let model = args.load_model::<B>(&device)?;
     let most = args.clients_sweep.iter().copied().max().unwrap_or(1);
-    let rows = dataset::load_rows(args, &files, config, most)?;
+    let cache_root = args.cache_dir();
+    let store = Arc::new(ImageStore::temporary(&cache_root)?);
+    let (rows, images) = dataset::load_rows(args, &files, config, most, &store)?;
     println!("{}", rows.summary());
     println!(
         "client sweep {:?}, rule {}, {} rounds x {} local epochs",
@@ -177,6 +198,7 @@ fn run_sweep(args: &Args, config: &RlaifConfig) -> Result<(), AnyError> {
         config,
         counts: &args.clients_sweep,
         rows: rows.rows(),
+        images: &images,
         base: &model.base,
         processor: &model.processor,
         generation: model.generation.clone(),
@@ -186,8 +208,10 @@ fn run_sweep(args: &Args, config: &RlaifConfig) -> Result<(), AnyError> {
         progress: true,
         device,
     };
+    // One on-disk cache per count (each count draws its own samples), reused by --resume.
     let (table, runs) = run_clients_sweep(&inputs, |config, data| {
-        args.cache_for(&model.base, config, data, &Default::default())
+        let dir = cache_root.join(sweep_dir_name(config.clients));
+        args.cache_for(&model.base, config, data, &Default::default(), &dir)
     })?;
     let labels: Vec<String> = runs
         .iter()

@@ -123,6 +123,12 @@ impl OkVqa {
         Ok(Self { samples, summary })
     }
 
+    /// Samples and a summary read elsewhere (for instance by [`read_okvqa`] with a callback
+    /// that moves each image out of memory).
+    pub fn from_parts(samples: Vec<OkVqaSample>, summary: OkVqaSummary) -> Self {
+        Self { samples, summary }
+    }
+
     /// The kept samples.
     pub fn samples(&self) -> &[OkVqaSample] {
         &self.samples
