@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod florence2_wide;
 pub mod mutate;
+pub mod okvqa_parquet;
 pub mod rlaif_shards;
 
 use std::path::{Path, PathBuf};
