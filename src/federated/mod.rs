@@ -9,6 +9,7 @@ mod atomic;
 pub mod checkpoint;
 pub mod client;
 pub mod client_state;
+pub mod cohort;
 pub mod export;
 pub mod failures;
 pub mod federation;
@@ -16,6 +17,7 @@ mod optimizer;
 pub mod prox;
 pub mod report;
 mod resume;
+mod round_eval;
 pub mod run_dir;
 pub mod server;
 pub mod simulation;
@@ -31,6 +33,7 @@ pub use client::{
     ClientConfig, ClientModel, ClientRuntime, LocalTraining, OptimizerConfig, evaluate_model,
 };
 pub use client_state::{ClientStateDir, SavedClientState};
+pub use cohort::{CohortMode, CohortTrainer};
 pub use export::{LabelledRun, write_csv, write_svg_chart};
 pub use failures::FailurePolicy;
 pub use federation::Federation;
