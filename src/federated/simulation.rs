@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::client::{ClientConfig, ClientModel, ClientRuntime, OptimizerConfig};
 use super::cohort::CohortMode;
 use super::failures::FailurePolicy;
+use super::phase::{self, RunPhase};
 use super::report::{Rejection, RoundReport};
 use super::server::Server;
 use super::task::FederatedTask;
@@ -398,6 +399,7 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
         }
         let aggregate = self.config.failures.accept_failures || failed.is_empty();
         let aggregated = if aggregate {
+            phase::reached(|| RunPhase::Aggregation { round });
             let min = self.config.failures.min_fit_clients;
             let (refused, aggregated) = self.server.aggregate_at_least(round, updates, min)?;
             rejected.extend(refused);

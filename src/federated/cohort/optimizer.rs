@@ -44,7 +44,7 @@ fn prefix<B: Backend>(t: &Tensor<B, 3>, n: usize) -> Tensor<B, 3> {
     if t.dims()[0] == n {
         t.clone()
     } else {
-        t.clone().slice([0..n])
+        t.clone().narrow(0, 0, n)
     }
 }
 
@@ -52,7 +52,8 @@ fn write_prefix<B: Backend>(t: Tensor<B, 3>, n: usize, values: Tensor<B, 3>) -> 
     if t.dims()[0] == n {
         values
     } else {
-        t.slice_assign([0..n], values)
+        let [_, rows, cols] = t.dims();
+        t.slice_assign([0..n, 0..rows, 0..cols], values)
     }
 }
 

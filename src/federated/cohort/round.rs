@@ -10,6 +10,7 @@ use super::CohortMember;
 use crate::error::FedError;
 use crate::error::Result;
 use crate::federated::client::{ClientConfig, LocalTraining};
+use crate::federated::phase::{self, RunPhase};
 use crate::federated::simulation::Simulation;
 use crate::federated::task::{FederatedTask, Split};
 use crate::params::Payload;
@@ -41,6 +42,7 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
                 continue;
             }
             let t0 = Instant::now();
+            phase::reached(|| RunPhase::Training { round, client: k });
             let trained = self.clients[k].train(&self.task, round, config, prox);
             results.insert(k, (trained, t0.elapsed().as_secs_f64()));
         }
@@ -97,6 +99,10 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
         let Some(trainer) = self.task.cohort() else {
             return Ok(Vec::new());
         };
+        // Every member starts its training of the round here, all at once.
+        for &k in cohort {
+            phase::reached(|| RunPhase::Training { round, client: k });
+        }
         let members: Vec<CohortMember<'_, _>> = cohort
             .iter()
             .map(|&k| CohortMember {

@@ -36,7 +36,7 @@ pub fn unstack_param<B: Backend, const D: usize>(
     i: usize,
     dims: [usize; D],
 ) -> Tensor<B, D> {
-    stacked.clone().slice([i..i + 1]).reshape(dims)
+    stacked.clone().narrow(0, i, 1).reshape(dims)
 }
 
 /// The round's global tensors that FedProx pulls each member towards, `mu (w - w_global)`
