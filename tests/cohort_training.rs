@@ -1,6 +1,7 @@
 //! Cohort-batched local training equals sequential training (within 1e-5) on the CIFAR-10
 //! cached task, for every sharing rule, with FedAvg and FedProx, with dropout, uneven client
-//! sizes and short last batches.
+//! sizes and short last batches. Cohort rounds report every member's training phase, and
+//! clients that keep their optimisers across rounds train one after the other.
 
 use std::sync::Arc;
 
@@ -11,7 +12,10 @@ use fedvlm::experiments::cifar10::{
     Cifar10Config, ClientSplit, RunInputs, StrategyKind, build_cache, federation, load_backbone,
 };
 use fedvlm::federated::cohort::{CohortSchedule, DropoutStream};
-use fedvlm::federated::{ClientConfig, CohortMode, OptimizerConfig, RoundReport};
+use fedvlm::federated::{
+    ClientConfig, CohortMode, FederatedTask, OptimizerConfig, RoundReport, RunPhase,
+    set_phase_observer,
+};
 use fedvlm::{Sharing, Simulation};
 use rand::{RngExt, SeedableRng, rngs::ChaCha8Rng};
 
@@ -81,9 +85,39 @@ struct Run {
     reports: Vec<RoundReport>,
     /// Every client's state (shared and private adapter tensors, head).
     states: Vec<Vec<(String, Vec<f32>)>>,
+    /// The clients whose training started, in order, per round (from the phase observer).
+    trained: Vec<Vec<usize>>,
+    /// Whether each client holds an optimiser after the run.
+    kept: Vec<bool>,
+}
+
+/// The training phases seen by this process's phase observer.
+static PHASES: std::sync::Mutex<Vec<(u64, usize)>> = std::sync::Mutex::new(Vec::new());
+
+fn observe_phases() {
+    // One observer per process: the first test to get here installs it.
+    let _ = set_phase_observer(|phase| {
+        if let RunPhase::Training { round, client } = phase {
+            PHASES
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((*round, *client));
+        }
+    });
 }
 
 fn run(config: &Cifar10Config, sharing: Sharing, optimizer: OptimizerConfig) -> Run {
+    run_keeping(config, sharing, optimizer, false)
+}
+
+fn run_keeping(
+    config: &Cifar10Config,
+    sharing: Sharing,
+    optimizer: OptimizerConfig,
+    keep_optimizer_state: bool,
+) -> Run {
+    observe_phases();
+    PHASES.lock().unwrap_or_else(|p| p.into_inner()).clear();
     let device = Default::default();
     let data = Arc::new(Cifar10::from_splits(images(120, 1), images(20, 2)).unwrap());
     let backbone = load_backbone::<B>(config, None, &device).unwrap();
@@ -102,6 +136,7 @@ fn run(config: &Cifar10Config, sharing: Sharing, optimizer: OptimizerConfig) -> 
     };
     let mut federation = federation(&inputs, sharing).unwrap();
     federation.config.optimizer = optimizer;
+    federation.config.keep_optimizer_state = keep_optimizer_state;
     let strategy = config.build_strategy(federation.privacy_delta()).unwrap();
     let mut sim = Simulation::new(
         federation.config,
@@ -122,7 +157,25 @@ fn run(config: &Cifar10Config, sharing: Sharing, optimizer: OptimizerConfig) -> 
                 .collect()
         })
         .collect();
-    Run { reports, states }
+    let kept = (0..config.clients)
+        .map(|k| sim.client(k).unwrap().optimizer_state().unwrap().is_some())
+        .collect();
+    let phases = std::mem::take(&mut *PHASES.lock().unwrap_or_else(|p| p.into_inner()));
+    let trained = (1..=config.rounds)
+        .map(|r| {
+            phases
+                .iter()
+                .filter(|(round, _)| *round == r)
+                .map(|&(_, k)| k)
+                .collect()
+        })
+        .collect();
+    Run {
+        reports,
+        states,
+        trained,
+        kept,
+    }
 }
 
 fn assert_close(a: &Run, b: &Run, what: &str) {
@@ -284,4 +337,96 @@ fn cohort_mode_parses_the_flag_and_bounds_the_size() {
     let schedule = CohortSchedule::new(&[(0, 1), (1, 5)], &config, 1);
     assert_eq!(schedule.order, vec![1, 0]);
     assert_eq!(schedule.active(1), 1);
+}
+
+#[test]
+fn cohort_rounds_report_every_member_s_training_phase_in_cohort_order() {
+    let _serial = serial();
+    let optimizer = OptimizerConfig::default();
+    let off = Cifar10Config {
+        cohort: CohortMode::Off,
+        ..config(StrategyKind::FedAvg)
+    };
+    let sequential = run(&off, Sharing::PLora, optimizer);
+    assert_eq!(sequential.trained, vec![vec![0, 1, 2, 3, 4]; 2]);
+    // Cohorts train their members largest first (50, 37, 21, 8 and 3 images): the order of
+    // the phases shows that the batched code trained them, and every member is reported.
+    for cohort in [CohortMode::Auto, CohortMode::Size(2)] {
+        let batched = run(
+            &Cifar10Config {
+                cohort,
+                ..off.clone()
+            },
+            Sharing::PLora,
+            optimizer,
+        );
+        assert_eq!(batched.trained, vec![vec![2, 0, 4, 1, 3]; 2], "{cohort:?}");
+        assert_close(&sequential, &batched, &format!("{cohort:?}"));
+    }
+}
+
+#[test]
+fn kept_optimisers_make_cohort_mode_train_sequentially() {
+    let _serial = serial();
+    let optimizer = OptimizerConfig::default();
+    let off = Cifar10Config {
+        cohort: CohortMode::Off,
+        ..config(StrategyKind::FedAvg)
+    };
+    for sharing in [Sharing::PLora, Sharing::FedSaLora] {
+        let sequential = run_keeping(&off, sharing, optimizer, true);
+        let auto = run_keeping(
+            &Cifar10Config {
+                cohort: CohortMode::Auto,
+                ..off.clone()
+            },
+            sharing,
+            optimizer,
+            true,
+        );
+        // The same code ran: the same order, bit for bit the same tensors, and every client
+        // still holds its optimiser for the next round (and the next checkpoint).
+        assert_eq!(auto.trained, vec![vec![0, 1, 2, 3, 4]; 2]);
+        assert_eq!(auto.states, sequential.states, "{sharing}");
+        assert_eq!(auto.kept, vec![true; 5]);
+        assert_eq!(sequential.kept, vec![true; 5]);
+        // Without kept optimisers nobody holds one after a round.
+        let fresh = run(&off, sharing, optimizer);
+        assert_eq!(fresh.kept, vec![false; 5]);
+    }
+}
+
+#[test]
+fn the_automatic_cohort_size_is_bounded_by_memory() {
+    let device = Default::default();
+    let config = config(StrategyKind::FedAvg);
+    let data = Arc::new(Cifar10::from_splits(images(120, 1), images(20, 2)).unwrap());
+    let backbone = load_backbone::<B>(&config, None, &device).unwrap();
+    let cache = Arc::new(build_cache(&config, &data, &backbone, false, &device).unwrap());
+    let split = uneven_split();
+    let inputs = RunInputs {
+        config: &config,
+        data,
+        split: &split,
+        backbone: &backbone,
+        cache: Some(cache),
+        out_dir: None,
+        resume: false,
+        progress: false,
+        device,
+    };
+    let federation = federation(&inputs, Sharing::PLora).unwrap();
+    let trainer = federation
+        .task
+        .cohort()
+        .expect("the cached task trains in cohorts");
+    let mut client = federation.config.client_config();
+    client.batch_size = 32;
+    let paper = trainer.max_cohort_size(&client);
+    // The paper's 40 clients fit in one cohort; a batch a thousand times larger does not.
+    assert!(paper >= 40, "{paper}");
+    client.batch_size = 32_000;
+    let large = trainer.max_cohort_size(&client);
+    assert!(large < paper / 100 && large >= 1, "{large} vs {paper}");
+    assert_eq!(CohortMode::Auto.size(40, large), Some(large.min(40)));
 }
