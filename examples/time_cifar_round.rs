@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use burn::backend::{Autodiff, Flex};
+use burn::backend::Autodiff;
 use clap::Parser;
 use fedvlm::data::{Cifar10, Cifar10Split};
 use fedvlm::experiments::cifar10::{
@@ -25,7 +25,11 @@ use fedvlm::federated::CohortMode;
 use fedvlm::{FedError, Sharing, Simulation};
 use rand::{RngExt, SeedableRng, rngs::ChaCha8Rng};
 
-type B = Autodiff<Flex>;
+/// CPU by default; `--features cuda` runs on the GPU (what `scripts/gpu_check.sh` times).
+#[cfg(not(feature = "cuda"))]
+type B = Autodiff<burn::backend::Flex>;
+#[cfg(feature = "cuda")]
+type B = Autodiff<burn::backend::Cuda>;
 
 #[derive(Parser)]
 struct Args {
