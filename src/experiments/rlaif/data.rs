@@ -149,7 +149,10 @@ impl RlaifData {
                 let row = data.row(r).ok_or_else(|| {
                     FedError::Task(format!("partition names row {r} of {}", data.len()))
                 })?;
-                tokens.insert(r, tokenise(processor, config, row.question(), row.answer())?);
+                tokens.insert(
+                    r,
+                    tokenise(processor, config, row.question(), row.answer())?,
+                );
             }
         }
         let skipped_task_token = tokens.values().filter(|t| t.is_none()).count();
