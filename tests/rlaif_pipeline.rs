@@ -1,121 +1,26 @@
 //! The RLAIF-V experiment's pipeline end to end (library calls, not the binary), on a tiny
 //! RLAIF-V parquet written here (two source datasets, JPEG and PNG images) and a wide copy of
 //! the tiny Florence-2 fixture whose vocabulary holds the text fixtures' tokenizer: both
-//! sharing rules, metrics, checkpoints, resume, generated answers, cache parity.
+//! sharing rules, metrics, checkpoints, resume, generated answers, cache parity. The
+//! answer-level metrics are tested in `rlaif_answers.rs`.
 
 mod common;
+#[path = "common/rlaif_fixture.rs"]
+mod rlaif_fixture;
 
-use std::path::Path;
 use std::sync::Arc;
 
-use burn::backend::{Autodiff, Flex};
-use common::florence2_wide::{WIDE_IMAGE_SIZE, offline_options, wide_florence2_folder};
+use common::florence2_wide::WIDE_IMAGE_SIZE;
 use common::rlaif_shards::write_dataset;
 use fedvlm::data::{RlaifV, RlaifVOptions};
 use fedvlm::experiments::rlaif::{
     ANSWER_METRICS_FILE, ANSWERS_FILE, AnswerEvalConfig, AnswerRoundReport, RlaifConfig, RlaifData,
-    RunInputs, build_cache, build_client_models, freeze_base, run_rule,
+    RunInputs, build_client_models, run_rule,
 };
-use fedvlm::experiments::vqa::{CacheConfig, CacheDtype, FrozenPrefixCache};
-use fedvlm::federated::{JsonlWriter, RoundReport, ShareSpec, collect_shared};
-use fedvlm::models::florence2::processor::Florence2Processor;
-use fedvlm::models::florence2::{Florence2, Florence2Pipeline, GenerationConfig};
+use fedvlm::experiments::vqa::CacheDtype;
+use fedvlm::federated::{JsonlWriter, ShareSpec, collect_shared};
 use fedvlm::{FedError, LoraConfig, Sharing};
-
-type B = Autodiff<Flex>;
-
-/// Dropout draws from burn's backend-wide generator: one simulation at a time.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn config(rounds: u64) -> RlaifConfig {
-    RlaifConfig {
-        clients: 2,
-        rounds,
-        local_epochs: 1,
-        batch_size: 3,
-        eval_batch_size: 4,
-        lr: 1e-2,
-        test_fraction: 0.25,
-        max_prompt_len: 24,
-        max_answer_len: 16,
-        answers_per_client: 1,
-        answer_max_new_tokens: 4,
-        seed: 3,
-        ..RlaifConfig::default()
-    }
-}
-
-fn without_timings(reports: &[RoundReport]) -> Vec<RoundReport> {
-    reports.iter().map(RoundReport::without_timings).collect()
-}
-
-/// The model, processor and data, loaded once per test.
-struct Fixture {
-    config: RlaifConfig,
-    base: Florence2<B>,
-    processor: Florence2Processor,
-    data: Arc<RlaifData>,
-    generation: GenerationConfig,
-}
-
-impl Fixture {
-    fn new(config: RlaifConfig) -> Self {
-        let model_dir = wide_florence2_folder();
-        let hub_cache = tempfile::tempdir().unwrap();
-        let pipeline = Florence2Pipeline::<B>::from_pretrained_with(
-            model_dir.path().to_str().unwrap(),
-            &offline_options(hub_cache.path()),
-            &Default::default(),
-        )
-        .unwrap();
-        let generation = GenerationConfig::greedy(4);
-        let (model, _, processor) = pipeline.into_parts();
-        let data_dir = tempfile::tempdir().unwrap();
-        write_dataset(data_dir.path());
-        let rows = RlaifV::load(data_dir.path(), &RlaifVOptions::new()).unwrap();
-        assert_eq!(rows.len(), 16);
-        let data = RlaifData::prepare(&config, &rows, &processor).unwrap();
-        Self {
-            config,
-            base: freeze_base(model),
-            processor,
-            data: Arc::new(data),
-            generation,
-        }
-    }
-
-    fn cache(&self, dtype: CacheDtype) -> Arc<FrozenPrefixCache> {
-        let cache = CacheConfig {
-            dtype,
-            ..CacheConfig::default()
-        };
-        Arc::new(build_cache(&self.base, &self.data, &cache, &Default::default()).unwrap())
-    }
-
-    fn inputs<'a>(
-        &'a self,
-        cache: Option<Arc<FrozenPrefixCache>>,
-        out: Option<&'a Path>,
-        resume: bool,
-    ) -> RunInputs<'a, B> {
-        RunInputs {
-            config: &self.config,
-            data: self.data.clone(),
-            base: &self.base,
-            processor: &self.processor,
-            cache,
-            generation: self.generation.clone(),
-            out_dir: out,
-            resume,
-            progress: false,
-            device: Default::default(),
-        }
-    }
-}
+use rlaif_fixture::{Fixture, config, serial, without_timings};
 
 #[test]
 fn defaults_are_the_papers_settings_and_bad_ones_are_refused() {
@@ -448,143 +353,4 @@ fn centralized_training_runs_one_trainer_over_all_data() {
     assert_eq!(run.reports[1].clients.len(), 1);
     assert_eq!(run.reports[1].clients[0].train_examples, 12);
     assert!(dir.path().join("centralized-plora/metrics.jsonl").is_file());
-}
-
-/// Every scored client's answer metrics are fractions over its test answers.
-fn check_answer_round(report: &AnswerRoundReport, test_sizes: &[usize]) {
-    assert_eq!(report.clients.len(), test_sizes.len());
-    for (k, m) in report.clients.iter().enumerate() {
-        let m = m.unwrap_or_else(|| panic!("round {} client {k} not scored", report.round));
-        assert_eq!(m.count, test_sizes[k]);
-        for v in [m.exact_match, m.token_f1] {
-            assert!((0.0..=1.0).contains(&v), "round {}: {m:?}", report.round);
-        }
-        assert_eq!(m.vqa_accuracy, None, "RLAIF-V has no human answers");
-    }
-    let mean = report.mean.unwrap();
-    assert_eq!(mean.count, test_sizes.iter().sum::<usize>());
-}
-
-#[test]
-fn generated_answers_are_scored_before_fine_tuning_and_after_rounds() {
-    let _serial = serial();
-    // Long enough for the tiny model to generate text, not only `<loc_*>` tokens.
-    let fixture = Fixture::new(RlaifConfig {
-        answers_per_client: usize::MAX,
-        answer_max_new_tokens: 8,
-        ..config(2)
-    });
-    let cache = fixture.cache(CacheDtype::F32);
-    let run = run_rule(
-        &fixture.inputs(Some(cache.clone()), None, false),
-        Sharing::PLora,
-    )
-    .unwrap();
-    let test_sizes: Vec<usize> = fixture.data.split.test.iter().map(Vec::len).collect();
-    assert_eq!(
-        run.answer_metrics
-            .iter()
-            .map(|r| r.round)
-            .collect::<Vec<_>>(),
-        [0, 1, 2]
-    );
-    for report in &run.answer_metrics {
-        check_answer_round(report, &test_sizes);
-    }
-    assert_eq!(run.answers.len(), test_sizes.iter().sum::<usize>());
-    assert!(
-        run.answers.iter().any(|a| !a.generated.is_empty()),
-        "{:?}",
-        run.answers
-    );
-
-    // References (and ten identical human answers) equal to what the trained models generate:
-    // every score of the last round is 1. Training does not read the texts, so it repeats.
-    let mut data = (*fixture.data).clone();
-    for answer in &run.answers {
-        let row = data.split.test[answer.client][answer.example];
-        data.texts[row].answer = answer.generated.clone();
-        data.texts[row].human_answers = vec![answer.generated.clone(); 10];
-    }
-    let inputs = RunInputs {
-        data: Arc::new(data),
-        ..fixture.inputs(Some(cache.clone()), None, false)
-    };
-    let same = run_rule(&inputs, Sharing::PLora).unwrap();
-    let generated = |answers: &[fedvlm::experiments::rlaif::GeneratedAnswer]| {
-        answers
-            .iter()
-            .map(|a| a.generated.clone())
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(generated(&same.answers), generated(&run.answers));
-    let last = same.answer_metrics.last().unwrap();
-    assert_eq!(last.round, 2);
-    for m in last.clients.iter().chain(std::iter::once(&last.mean)) {
-        let m = m.unwrap();
-        assert_eq!(
-            (m.exact_match, m.token_f1, m.vqa_accuracy),
-            (1.0, 1.0, Some(1.0))
-        );
-    }
-    // A reference no generated answer contains scores 0 on every count.
-    let mut data = (*fixture.data).clone();
-    for answer in &run.answers {
-        assert!(!answer.generated.contains("zebra"));
-        let row = data.split.test[answer.client][answer.example];
-        data.texts[row].answer = "zebra".to_string();
-        data.texts[row].human_answers = vec!["zebra".to_string(); 10];
-    }
-    let inputs = RunInputs {
-        data: Arc::new(data),
-        ..fixture.inputs(Some(cache.clone()), None, false)
-    };
-    let other = run_rule(&inputs, Sharing::PLora).unwrap();
-    let last = other.answer_metrics.last().unwrap().mean.unwrap();
-    assert_eq!(
-        (last.exact_match, last.token_f1, last.vqa_accuracy),
-        (0.0, 0.0, Some(0.0))
-    );
-
-    // Every other round, one sample per client, beam search: rounds 0, 2 and the last (3).
-    let sparse = Fixture::new(RlaifConfig {
-        answer_eval: AnswerEvalConfig {
-            every: 2,
-            limit: Some(1),
-            num_beams: 2,
-        },
-        ..config(3)
-    });
-    let run = run_rule(&sparse.inputs(None, None, false), Sharing::PLora).unwrap();
-    assert_eq!(
-        run.answer_metrics
-            .iter()
-            .map(|r| r.round)
-            .collect::<Vec<_>>(),
-        [0, 2, 3]
-    );
-    for report in &run.answer_metrics {
-        check_answer_round(report, &[1, 1]);
-    }
-    // Off.
-    let off = Fixture::new(RlaifConfig {
-        answer_eval: AnswerEvalConfig {
-            every: 0,
-            ..AnswerEvalConfig::default()
-        },
-        ..config(1)
-    });
-    let run = run_rule(&off.inputs(None, None, false), Sharing::PLora).unwrap();
-    assert!(run.answer_metrics.is_empty());
-    assert!(matches!(
-        RlaifConfig {
-            answer_eval: AnswerEvalConfig {
-                num_beams: 0,
-                ..AnswerEvalConfig::default()
-            },
-            ..config(1)
-        }
-        .validate(),
-        Err(FedError::InvalidConfig { .. })
-    ));
 }

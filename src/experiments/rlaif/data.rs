@@ -10,6 +10,7 @@ use crate::data::{RlaifVPartitionOptions, RlaifVScheme, partition_by_source_keys
 use crate::error::{FedError, Result};
 use crate::experiments::vqa::{
     EncodedBytes, FrozenPrefixCache, ImagePreprocessor, SampleImage, VqaSample, VqaSplit,
+    truncate_ids,
 };
 use crate::models::florence2::processor::{Florence2Processor, ProcessorError};
 
@@ -51,9 +52,12 @@ pub struct RlaifData {
 /// A row's prompt ids and label ids.
 type Tokens = (Vec<u32>, Vec<u32>);
 
-/// The prompt and label ids of a row; `None` when the question holds a task token.
+/// The prompt and label ids of a row, already cut to `config`'s lengths (as the sample will
+/// cut them: long RLAIF-V answers are not held whole for every row while preparing); `None`
+/// when the question holds a task token.
 fn tokenise(
     processor: &Florence2Processor,
+    config: &RlaifConfig,
     question: &str,
     answer: &str,
 ) -> Result<Option<Tokens>> {
@@ -66,7 +70,10 @@ fn tokenise(
         .tokenizer()
         .encode(answer)
         .map_err(|e| FedError::Task(format!("tokenising the answer: {e}")))?;
-    Ok(Some((prompt, labels)))
+    Ok(Some((
+        truncate_ids(&prompt, config.max_prompt_len)?,
+        truncate_ids(&labels, config.max_answer_len)?,
+    )))
 }
 
 impl RlaifData {
@@ -142,7 +149,10 @@ impl RlaifData {
                 let row = data.row(r).ok_or_else(|| {
                     FedError::Task(format!("partition names row {r} of {}", data.len()))
                 })?;
-                tokens.insert(r, tokenise(processor, row.question(), row.answer())?);
+                tokens.insert(
+                    r,
+                    tokenise(processor, config, row.question(), row.answer())?,
+                );
             }
         }
         let skipped_task_token = tokens.values().filter(|t| t.is_none()).count();
