@@ -305,6 +305,7 @@ fn bench_checkpoint(c: &mut Criterion) {
                 .collect(),
             synced: vec![Some(1); clients],
             strategy: Some(strategy.save_state().expect("state")),
+            optimizers: Vec::new(),
         };
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("checkpoint");

@@ -3,7 +3,7 @@
 
 use burn::backend::{Autodiff, Flex};
 use fedvlm::federated::{
-    ClientRuntime, ClientUpdate, Payload, Server, ShareSpec, Split, WireDtype,
+    ClientRuntime, ClientStateDir, ClientUpdate, Payload, Server, ShareSpec, Split, WireDtype,
 };
 use fedvlm::lora::common_frozen_a;
 use fedvlm::synthetic::{Quickstart, SyntheticModel};
@@ -140,4 +140,64 @@ fn a_failed_receipt_leaves_the_client_unchanged() {
     assert!(client.receive(&hostile).is_err());
     assert_eq!(client.state(), before);
     assert_eq!(client.synced(), None);
+}
+
+#[test]
+fn a_kept_optimiser_survives_a_restart_through_the_state_dir() {
+    let quickstart = quickstart(2, 3);
+    let device = Default::default();
+    let task = quickstart.task::<B>(&device).unwrap();
+    let spec = ShareSpec::new(Sharing::PLora);
+    let mut config = quickstart.simulation.client_config();
+    config.keep_optimizer_state = true;
+    let new_client = || {
+        ClientRuntime::<B, SyntheticModel<B>>::new(
+            0,
+            quickstart.model(0, &device).unwrap(),
+            spec.clone(),
+        )
+    };
+    let global = new_client().shared();
+
+    let mut running = new_client();
+    assert!(running.optimizer_state().unwrap().is_none());
+    for round in 1..=2 {
+        running.receive(&global).unwrap();
+        running.train(&task, round, &config, None).unwrap();
+    }
+    let root = tempfile::tempdir().unwrap();
+    let dir = ClientStateDir::new(root.path(), 0, Sharing::PLora);
+    let optimizer = running.optimizer_state().unwrap().expect("kept");
+    dir.save_with_optimizer(&running.state(), Some(&optimizer), 2, running.synced())
+        .unwrap();
+
+    // A new process: the same client rebuilt (other parameter ids), restored from the folder.
+    let saved = dir.load().unwrap().unwrap();
+    let mut restarted = new_client();
+    restarted
+        .restore_state(&saved.tensors, saved.synced)
+        .unwrap();
+    restarted
+        .restore_optimizer_state(&config.optimizer, saved.optimizer.as_ref().unwrap())
+        .unwrap();
+    let mut forgetful = new_client();
+    forgetful
+        .restore_state(&saved.tensors, saved.synced)
+        .unwrap();
+
+    let third = |client: &mut ClientRuntime<B, SyntheticModel<B>>| {
+        client.receive(&global).unwrap();
+        client.train(&task, 3, &config, None).unwrap().update
+    };
+    let expected = third(&mut running);
+    assert_eq!(third(&mut restarted), expected);
+    assert_ne!(third(&mut forgetful), expected);
+
+    // A damaged optimiser file is detected, never used.
+    let file = root.path().join("client_optimizer.safetensors");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&file, bytes).unwrap();
+    assert!(dir.load().unwrap_err().to_string().contains("sha256"));
 }

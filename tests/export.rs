@@ -1,6 +1,9 @@
 //! CSV and SVG exports of round reports.
 
-use fedvlm::federated::{ClientRoundReport, LabelledRun, RoundReport, write_csv, write_svg_chart};
+use fedvlm::federated::{
+    ClientRoundReport, LabelledRun, MetricNames, RoundReport, write_csv, write_csv_named,
+    write_svg_chart, write_svg_chart_named,
+};
 use fedvlm::metrics::ClassificationMetrics;
 
 fn report(round: u64, accuracy: f64) -> RoundReport {
@@ -70,4 +73,31 @@ fn csv_has_one_row_per_run_and_round_and_svg_one_line_per_run() {
         "two panels x two runs"
     );
     assert!(svg.contains("t &lt;&amp;&gt;"));
+}
+
+#[test]
+fn token_metric_names_say_token_in_every_column_and_panel() {
+    let dir = tempfile::tempdir().unwrap();
+    let a: Vec<_> = (0..2).map(|r| report(r, 0.5)).collect();
+    let runs = [LabelledRun {
+        label: "plora",
+        reports: &a,
+    }];
+    write_csv_named(dir.path().join("r.csv"), &runs, MetricNames::Token).unwrap();
+    let csv = std::fs::read_to_string(dir.path().join("r.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    for metric in ["accuracy", "precision", "recall", "f1"] {
+        assert!(
+            header.contains(&format!("mean_test_token_{metric}").as_str()),
+            "{header:?}"
+        );
+        assert!(!header.contains(&format!("mean_test_{metric}").as_str()));
+    }
+    assert!(header.contains(&"mean_global_token_accuracy"));
+    write_svg_chart_named(dir.path().join("c.svg"), "t", &runs, MetricNames::Token).unwrap();
+    let svg = std::fs::read_to_string(dir.path().join("c.svg")).unwrap();
+    assert!(svg.contains(">mean test token accuracy<"));
+    write_svg_chart(dir.path().join("d.svg"), "t", &runs).unwrap();
+    let svg = std::fs::read_to_string(dir.path().join("d.svg")).unwrap();
+    assert!(svg.contains(">mean test accuracy<"));
 }

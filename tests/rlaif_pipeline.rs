@@ -13,8 +13,8 @@ use common::florence2_wide::{WIDE_IMAGE_SIZE, offline_options, wide_florence2_fo
 use common::rlaif_shards::write_dataset;
 use fedvlm::data::{RlaifV, RlaifVOptions};
 use fedvlm::experiments::rlaif::{
-    ANSWERS_FILE, RlaifConfig, RlaifData, RunInputs, build_cache, build_client_models, freeze_base,
-    run_rule,
+    ANSWER_METRICS_FILE, ANSWERS_FILE, AnswerEvalConfig, AnswerRoundReport, RlaifConfig, RlaifData,
+    RunInputs, build_cache, build_client_models, freeze_base, run_rule,
 };
 use fedvlm::experiments::vqa::{CacheConfig, CacheDtype, FrozenPrefixCache};
 use fedvlm::federated::{JsonlWriter, RoundReport, ShareSpec, collect_shared};
@@ -266,7 +266,19 @@ fn both_rules_write_metrics_checkpoints_answers_and_resume_to_the_same_result() 
             ],
         };
         assert_eq!(names, expected);
-        uninterrupted.push((without_timings(&run.reports), run.answers));
+        let scored: Vec<u64> = run.answer_metrics.iter().map(|r| r.round).collect();
+        assert_eq!(
+            scored,
+            [0, 1, 2],
+            "answers scored before fine-tuning and every round"
+        );
+        let lines = std::fs::read_to_string(rule_dir.join(ANSWER_METRICS_FILE)).unwrap();
+        assert_eq!(lines.lines().count(), 3);
+        uninterrupted.push((
+            without_timings(&run.reports),
+            run.answers,
+            run.answer_metrics,
+        ));
     }
     // Round 0 is the same model for both rules (B = 0).
     assert_eq!(
@@ -289,6 +301,15 @@ fn both_rules_write_metrics_checkpoints_answers_and_resume_to_the_same_result() 
     .unwrap();
     assert_eq!(without_timings(&run.reports), uninterrupted[0].0);
     assert_eq!(run.answers, uninterrupted[0].1);
+    assert_eq!(run.answer_metrics, uninterrupted[0].2);
+    let logged =
+        std::fs::read_to_string(resumed_dir.path().join("plora").join(ANSWER_METRICS_FILE))
+            .unwrap();
+    let logged: Vec<AnswerRoundReport> = logged
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(logged, uninterrupted[0].2);
     let logged = JsonlWriter::read_all(resumed_dir.path().join("plora/metrics.jsonl")).unwrap();
     assert_eq!(without_timings(&logged), uninterrupted[0].0);
 
@@ -351,7 +372,15 @@ fn cached_and_uncached_training_give_the_same_losses() {
 #[test]
 fn dropping_cached_pixels_changes_nothing_but_needs_the_cache() {
     let _serial = serial();
-    let fixture = Fixture::new(config(1));
+    // The answer-level metrics generate from the one test sample per client that keeps its
+    // pixels.
+    let fixture = Fixture::new(RlaifConfig {
+        answer_eval: AnswerEvalConfig {
+            limit: Some(1),
+            ..AnswerEvalConfig::default()
+        },
+        ..config(1)
+    });
     let cache = fixture.cache(CacheDtype::F16);
     let kept = run_rule(
         &fixture.inputs(Some(cache.clone()), None, false),
@@ -376,6 +405,22 @@ fn dropping_cached_pixels_changes_nothing_but_needs_the_cache() {
         without_timings(&kept.reports)
     );
     assert_eq!(dropped.answers, kept.answers);
+    assert_eq!(dropped.answer_metrics, kept.answer_metrics);
+    // Scoring every test sample needs pixels that were freed: a typed error, not a panic.
+    let every_sample = RlaifConfig {
+        answer_eval: AnswerEvalConfig::default(),
+        ..fixture.config.clone()
+    };
+    let err = run_rule(
+        &RunInputs {
+            config: &every_sample,
+            ..inputs
+        },
+        Sharing::PLora,
+    )
+    .err()
+    .unwrap();
+    assert!(matches!(err, FedError::InvalidConfig { .. }), "{err}");
 
     let uncached = RunInputs {
         data,
@@ -403,4 +448,143 @@ fn centralized_training_runs_one_trainer_over_all_data() {
     assert_eq!(run.reports[1].clients.len(), 1);
     assert_eq!(run.reports[1].clients[0].train_examples, 12);
     assert!(dir.path().join("centralized-plora/metrics.jsonl").is_file());
+}
+
+/// Every scored client's answer metrics are fractions over its test answers.
+fn check_answer_round(report: &AnswerRoundReport, test_sizes: &[usize]) {
+    assert_eq!(report.clients.len(), test_sizes.len());
+    for (k, m) in report.clients.iter().enumerate() {
+        let m = m.unwrap_or_else(|| panic!("round {} client {k} not scored", report.round));
+        assert_eq!(m.count, test_sizes[k]);
+        for v in [m.exact_match, m.token_f1] {
+            assert!((0.0..=1.0).contains(&v), "round {}: {m:?}", report.round);
+        }
+        assert_eq!(m.vqa_accuracy, None, "RLAIF-V has no human answers");
+    }
+    let mean = report.mean.unwrap();
+    assert_eq!(mean.count, test_sizes.iter().sum::<usize>());
+}
+
+#[test]
+fn generated_answers_are_scored_before_fine_tuning_and_after_rounds() {
+    let _serial = serial();
+    // Long enough for the tiny model to generate text, not only `<loc_*>` tokens.
+    let fixture = Fixture::new(RlaifConfig {
+        answers_per_client: usize::MAX,
+        answer_max_new_tokens: 8,
+        ..config(2)
+    });
+    let cache = fixture.cache(CacheDtype::F32);
+    let run = run_rule(
+        &fixture.inputs(Some(cache.clone()), None, false),
+        Sharing::PLora,
+    )
+    .unwrap();
+    let test_sizes: Vec<usize> = fixture.data.split.test.iter().map(Vec::len).collect();
+    assert_eq!(
+        run.answer_metrics
+            .iter()
+            .map(|r| r.round)
+            .collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
+    for report in &run.answer_metrics {
+        check_answer_round(report, &test_sizes);
+    }
+    assert_eq!(run.answers.len(), test_sizes.iter().sum::<usize>());
+    assert!(
+        run.answers.iter().any(|a| !a.generated.is_empty()),
+        "{:?}",
+        run.answers
+    );
+
+    // References (and ten identical human answers) equal to what the trained models generate:
+    // every score of the last round is 1. Training does not read the texts, so it repeats.
+    let mut data = (*fixture.data).clone();
+    for answer in &run.answers {
+        let row = data.split.test[answer.client][answer.example];
+        data.texts[row].answer = answer.generated.clone();
+        data.texts[row].human_answers = vec![answer.generated.clone(); 10];
+    }
+    let inputs = RunInputs {
+        data: Arc::new(data),
+        ..fixture.inputs(Some(cache.clone()), None, false)
+    };
+    let same = run_rule(&inputs, Sharing::PLora).unwrap();
+    let generated = |answers: &[fedvlm::experiments::rlaif::GeneratedAnswer]| {
+        answers
+            .iter()
+            .map(|a| a.generated.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(generated(&same.answers), generated(&run.answers));
+    let last = same.answer_metrics.last().unwrap();
+    assert_eq!(last.round, 2);
+    for m in last.clients.iter().chain(std::iter::once(&last.mean)) {
+        let m = m.unwrap();
+        assert_eq!(
+            (m.exact_match, m.token_f1, m.vqa_accuracy),
+            (1.0, 1.0, Some(1.0))
+        );
+    }
+    // A reference no generated answer contains scores 0 on every count.
+    let mut data = (*fixture.data).clone();
+    for answer in &run.answers {
+        assert!(!answer.generated.contains("zebra"));
+        let row = data.split.test[answer.client][answer.example];
+        data.texts[row].answer = "zebra".to_string();
+        data.texts[row].human_answers = vec!["zebra".to_string(); 10];
+    }
+    let inputs = RunInputs {
+        data: Arc::new(data),
+        ..fixture.inputs(Some(cache.clone()), None, false)
+    };
+    let other = run_rule(&inputs, Sharing::PLora).unwrap();
+    let last = other.answer_metrics.last().unwrap().mean.unwrap();
+    assert_eq!(
+        (last.exact_match, last.token_f1, last.vqa_accuracy),
+        (0.0, 0.0, Some(0.0))
+    );
+
+    // Every other round, one sample per client, beam search: rounds 0, 2 and the last (3).
+    let sparse = Fixture::new(RlaifConfig {
+        answer_eval: AnswerEvalConfig {
+            every: 2,
+            limit: Some(1),
+            num_beams: 2,
+        },
+        ..config(3)
+    });
+    let run = run_rule(&sparse.inputs(None, None, false), Sharing::PLora).unwrap();
+    assert_eq!(
+        run.answer_metrics
+            .iter()
+            .map(|r| r.round)
+            .collect::<Vec<_>>(),
+        [0, 2, 3]
+    );
+    for report in &run.answer_metrics {
+        check_answer_round(report, &[1, 1]);
+    }
+    // Off.
+    let off = Fixture::new(RlaifConfig {
+        answer_eval: AnswerEvalConfig {
+            every: 0,
+            ..AnswerEvalConfig::default()
+        },
+        ..config(1)
+    });
+    let run = run_rule(&off.inputs(None, None, false), Sharing::PLora).unwrap();
+    assert!(run.answer_metrics.is_empty());
+    assert!(matches!(
+        RlaifConfig {
+            answer_eval: AnswerEvalConfig {
+                num_beams: 0,
+                ..AnswerEvalConfig::default()
+            },
+            ..config(1)
+        }
+        .validate(),
+        Err(FedError::InvalidConfig { .. })
+    ));
 }

@@ -201,9 +201,10 @@ fn the_loss_is_the_mean_over_kept_answer_tokens_computed_by_hand() {
     let scored = score_tokens(logits, labels).unwrap();
     assert_eq!(scored.loss_count, 3);
     assert!((scored.loss_sum - 24f64.ln()).abs() < 1e-5);
-    // Arg-max tokens of the three kept positions (ties go to the first).
-    assert_eq!(scored.targets, [0, 1, 0]);
-    assert_eq!(scored.predictions, [0, 1, 1]);
+    // Arg-max tokens of the kept positions (ties go to the first), without the leading `<s>`
+    // (id 0 as the first label of both rows): only row 0's second position is scored.
+    assert_eq!(scored.targets, [1]);
+    assert_eq!(scored.predictions, [1]);
     // Every label ignored: a typed error, not NaN.
     let all_ignored =
         Tensor::<I, 2, Int>::from_data(TensorData::new(vec![IGNORE_INDEX; 4], [2, 2]), &device);
@@ -212,6 +213,42 @@ fn the_loss_is_the_mean_over_kept_answer_tokens_computed_by_hand() {
         masked_cross_entropy(logits, all_ignored),
         Err(FedError::InvalidConfig { .. })
     ));
+}
+
+#[test]
+fn token_scores_leave_out_the_always_right_leading_bos() {
+    let device = Default::default();
+    // Labels `<s> 5 6 </s>` and `<s> 7 </s> pad`; the model predicts `<s>` (id 0) everywhere,
+    // so the only tokens it gets right are the leading `<s>`.
+    let labels = Tensor::<I, 2, Int>::from_data(
+        TensorData::new(vec![0i64, 5, 6, 2, 0, 7, 2, IGNORE_INDEX], [2, 4]),
+        &device,
+    );
+    let mut values = vec![0.0f32; 2 * 4 * 8];
+    for position in 0..8 {
+        values[position * 8] = 5.0;
+    }
+    let logits = Tensor::<I, 3>::from_data(TensorData::new(values, [2, 4, 8]), &device);
+    let scored = score_tokens(logits, labels).unwrap();
+    assert_eq!(scored.targets, [5, 6, 2, 7, 2]);
+    assert_eq!(scored.predictions, [0; 5]);
+    assert_eq!(
+        scored.loss_count, 7,
+        "the loss still covers every label, <s> included"
+    );
+    let mut confusion = fedvlm::metrics::ConfusionMatrix::new(8);
+    confusion
+        .add_batch(&scored.predictions, &scored.targets)
+        .unwrap();
+    let metrics = confusion
+        .metrics(scored.loss_sum, scored.loss_count)
+        .unwrap();
+    assert_eq!(metrics.accuracy, 0.0);
+    assert_eq!(metrics.f1, 0.0);
+    // A `<s>` that is not the first label is an ordinary token.
+    let labels = Tensor::<I, 2, Int>::from_data(TensorData::new(vec![5i64, 0], [1, 2]), &device);
+    let logits = Tensor::<I, 3>::zeros([1, 2, 8], &device);
+    assert_eq!(score_tokens(logits, labels).unwrap().targets, [5, 0]);
 }
 
 #[test]

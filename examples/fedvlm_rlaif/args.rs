@@ -13,7 +13,9 @@ use burn::tensor::backend::AutodiffBackend;
 use clap::Parser;
 use fedvlm::Sharing;
 use fedvlm::data::{RLAIF_V_REPO, RlaifV, RlaifVOptions, RlaifVShards};
-use fedvlm::experiments::rlaif::{RlaifConfig, RlaifData, RunInputs, build_cache, freeze_base};
+use fedvlm::experiments::rlaif::{
+    AnswerEvalConfig, RlaifConfig, RlaifData, RunInputs, build_cache, freeze_base,
+};
 use fedvlm::experiments::vqa::{CacheConfig, FrozenPrefixCache};
 use fedvlm::models::florence2::processor::Florence2Processor;
 use fedvlm::models::florence2::{Florence2, Florence2Pipeline, GenerationConfig};
@@ -120,6 +122,18 @@ pub struct Args {
     /// Generated answers written per client after the last round.
     #[arg(long)]
     pub answers_per_client: Option<usize>,
+    /// Beams when generating answers (1: greedy), for the answer-level metrics and the answers
+    /// written after the last round.
+    #[arg(long, default_value_t = 1)]
+    pub num_beams: usize,
+    /// Score generated answers (exact match, token F1, VQA accuracy) on only each client's
+    /// first N test samples (default: all).
+    #[arg(long)]
+    pub answer_eval_limit: Option<usize>,
+    /// Score generated answers before fine-tuning and every K rounds (and after the last);
+    /// 0 turns the answer-level metrics off.
+    #[arg(long, default_value_t = 1)]
+    pub answer_eval_every: u64,
     /// Run the whole model every step instead of the frozen-prefix cache.
     #[arg(long)]
     pub no_cache: bool,
@@ -201,6 +215,11 @@ impl Args {
             c.lora.dropout = dropout;
             c.ffa_lora.dropout = dropout;
         }
+        c.answer_eval = AnswerEvalConfig {
+            every: self.answer_eval_every,
+            limit: self.answer_eval_limit,
+            num_beams: self.num_beams,
+        };
         c.iid = self.iid;
         c.centralized = self.centralized;
         c.cache = !self.no_cache;
@@ -342,7 +361,10 @@ impl Args {
             };
             let cache = build_cache(&base.valid(), &data, &cache_config, &device)?;
             // Cached samples no longer need their pixels (except those that generate answers).
-            let freed = data.drop_cached_pixels(&cache, config.answers_per_client)?;
+            let keep = config
+                .answer_eval
+                .test_samples_needed(config.answers_per_client);
+            let freed = data.drop_cached_pixels(&cache, keep)?;
             println!(
                 "frozen-prefix cache: {} of {} samples, {} MB, computed in {} in {:.1} s ({freed} images freed)",
                 cache.len(),

@@ -14,9 +14,11 @@
 //! with `config.json`, `model.safetensors`, `tokenizer.json`, `preprocessor_config.json`).
 //! Offline (`HF_HUB_OFFLINE=1`) only local folders and the Hugging Face cache are read.
 //! Writes `<out>/<run>/{metrics.jsonl, config.json, checkpoint/, answers.jsonl}` (`--resume`
-//! continues from the checkpoints), `<out>/rounds.csv`, `<out>/accuracy.svg` (mean test
-//! accuracy and loss per round, one line per run: Figures 3 and 5), and prints a table shaped
-//! like Tables 3 and 4 (per client, before fine-tuning and after the last round).
+//! continues from the checkpoints), `<out>/<run>/answer_metrics.jsonl`, `<out>/rounds.csv`,
+//! `<out>/accuracy.svg` (mean teacher-forced token accuracy and loss per round, one line per
+//! run: Figures 3 and 5), `<out>/answer_metrics.csv` (generated answers scored per client and
+//! round: exact match, token F1, VQA accuracy), and prints tables shaped like Tables 3 and 4
+//! (per client, before fine-tuning and after the last round).
 
 mod args;
 
@@ -26,9 +28,9 @@ use std::time::Instant;
 use burn::backend::Autodiff;
 use clap::Parser;
 use fedvlm::Sharing;
-use fedvlm::experiments::rlaif::{RlaifData, RuleRun, run_rule};
-use fedvlm::federated::{LabelledRun, write_csv, write_svg_chart};
-use fedvlm::metrics::ClassificationMetrics;
+use fedvlm::experiments::rlaif::{RlaifData, RuleRun, run_rule, write_answer_csv};
+use fedvlm::federated::{LabelledRun, MetricNames, write_csv_named, write_svg_chart_named};
+use fedvlm::metrics::{AnswerMetrics, ClassificationMetrics};
 
 use args::{AnyError, Args};
 
@@ -93,13 +95,20 @@ fn run(args: &Args) -> Result<(), AnyError> {
             reports: &r.reports,
         })
         .collect();
-    write_csv(args.out.join("rounds.csv"), &labelled)?;
-    write_svg_chart(
+    write_csv_named(args.out.join("rounds.csv"), &labelled, MetricNames::Token)?;
+    write_svg_chart_named(
         args.out.join("accuracy.svg"),
-        "RLAIF-V, Florence-2: mean per-client test accuracy and loss",
+        "RLAIF-V, Florence-2: mean per-client test token accuracy (teacher-forced) and loss",
         &labelled,
+        MetricNames::Token,
     )?;
+    let answer_runs: Vec<(&str, &[_])> = runs
+        .iter()
+        .map(|r| (r.name.as_str(), r.answer_metrics.as_slice()))
+        .collect();
+    write_answer_csv(&args.out.join("answer_metrics.csv"), &answer_runs)?;
     print_table(&runs, &data);
+    print_answer_table(&runs, &data);
     args::robustness::print_privacy(
         runs.iter()
             .map(|run| (run.name.as_str(), run.reports.as_slice())),
@@ -113,30 +122,33 @@ fn run(args: &Args) -> Result<(), AnyError> {
         }
     }
     println!(
-        "\nwrote {}/{{rounds.csv, accuracy.svg, <run>/metrics.jsonl, <run>/answers.jsonl}} in {:.1} s",
+        "\nwrote {}/{{rounds.csv, accuracy.svg, answer_metrics.csv, <run>/metrics.jsonl, \
+         <run>/answer_metrics.jsonl, <run>/answers.jsonl}} in {:.1} s",
         args.out.display(),
         started.elapsed().as_secs_f64()
     );
     Ok(())
 }
 
-/// Per run and client: token accuracy, precision, recall, F1 and loss on the client's test
-/// split before fine-tuning (round 0, "w/o ft") and after the last round.
+/// Per run and client: teacher-forced token accuracy, precision, recall, F1 (the leading `<s>`
+/// left out) and loss on the client's test split before fine-tuning (round 0, "w/o ft") and
+/// after the last round.
 fn print_table(runs: &[RuleRun], data: &RlaifData) {
+    println!("\nteacher-forced next-token scores (not answer accuracy; see the answer table)");
     println!(
-        "\n{:<20} {:<24} {:>5} | {:>7} {:>7} {:>7} {:>7} {:>7} | {:>7} {:>7} {:>7} {:>7} {:>7}",
+        "{:<20} {:<24} {:>5} | {:>7} {:>7} {:>7} {:>7} {:>7} | {:>7} {:>7} {:>7} {:>7} {:>7}",
         "run",
         "client (sources)",
         "round",
-        "acc w/o",
-        "prec",
-        "recall",
-        "f1",
+        "tok_acc",
+        "tok_p",
+        "tok_r",
+        "tok_f1",
         "loss",
-        "acc",
-        "prec",
-        "recall",
-        "f1",
+        "tok_acc",
+        "tok_p",
+        "tok_r",
+        "tok_f1",
         "loss"
     );
     let cells = |m: Option<ClassificationMetrics>| match m {
@@ -174,6 +186,61 @@ fn print_table(runs: &[RuleRun], data: &RlaifData) {
             last.round,
             cells(first.mean_test),
             cells(last.mean_test)
+        );
+    }
+}
+
+/// Per run and client: generated answers' exact match, token F1 and (with human answers) VQA
+/// accuracy on the client's test split before fine-tuning (round 0) and after the last scored
+/// round.
+fn print_answer_table(runs: &[RuleRun], data: &RlaifData) {
+    println!("\ngenerated answers (w/o ft = round 0 | after the last scored round)");
+    println!(
+        "{:<20} {:<24} {:>5} | {:>7} {:>7} {:>7} | {:>7} {:>7} {:>7} {:>5}",
+        "run", "client (sources)", "round", "em w/o", "f1", "vqa", "em", "f1", "vqa", "n"
+    );
+    let cells = |m: Option<&AnswerMetrics>| match m {
+        Some(m) => format!(
+            "{:>7.4} {:>7.4} {:>7}",
+            m.exact_match,
+            m.token_f1,
+            m.vqa_accuracy
+                .map_or("-".to_string(), |v| format!("{v:.4}"))
+        ),
+        None => format!("{:>7} {:>7} {:>7}", "-", "-", "-"),
+    };
+    for run in runs {
+        let (Some(first), Some(last)) = (
+            run.answer_metrics.iter().find(|r| r.round == 0),
+            run.answer_metrics.last(),
+        ) else {
+            continue;
+        };
+        for k in 0..data.num_trainers() {
+            let before = first.clients.get(k).and_then(Option::as_ref);
+            let after = last.clients.get(k).and_then(Option::as_ref);
+            let label: String = format!("{k} ({})", data.sources[k].join("+"))
+                .chars()
+                .take(24)
+                .collect();
+            println!(
+                "{:<20} {:<24} {:>5} | {} | {} {:>5}",
+                run.name,
+                label,
+                last.round,
+                cells(before),
+                cells(after),
+                after.map_or(0, |m| m.count)
+            );
+        }
+        println!(
+            "{:<20} {:<24} {:>5} | {} | {} {:>5}",
+            run.name,
+            "mean",
+            last.round,
+            cells(first.mean.as_ref()),
+            cells(last.mean.as_ref()),
+            last.mean.as_ref().map_or(0, |m| m.count)
         );
     }
 }

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::atomic::write_atomic;
 use super::client_state::hex;
+use super::phase::{self, RunPhase};
 use crate::strategy::StrategyState;
 
 use crate::error::{FedError, Result};
@@ -36,6 +37,10 @@ pub struct Checkpoint {
     pub synced: Vec<Option<u64>>,
     /// The strategy's state (server optimiser moments, momentum), when it has any.
     pub strategy: Option<StrategyState>,
+    /// Every client's local optimiser state when optimisers persist across rounds
+    /// ([`crate::federated::ClientConfig::keep_optimizer_state`]), keyed by parameter path;
+    /// empty, or `None` for a client that has not trained yet, otherwise.
+    pub optimizers: Vec<Option<Payload>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -49,11 +54,14 @@ struct Manifest {
     /// sha256 of every other file of the checkpoint, by file name.
     #[serde(default)]
     files: BTreeMap<String, String>,
+    /// Which clients have an `optimizer_{k}.safetensors`.
+    #[serde(default)]
+    optimizers: Vec<bool>,
 }
 
 impl Checkpoint {
     /// Writes the checkpoint into `dir` atomically: every file (`global.safetensors`,
-    /// `client_{k}.safetensors`, `strategy.json`, then the manifest `checkpoint.json` naming
+    /// `client_{k}.safetensors`, `optimizer_{k}.safetensors`, `strategy.json`, then the manifest `checkpoint.json` naming
     /// each file's sha256) goes into a temporary folder beside `dir` and is synced to disk; the
     /// previous checkpoint is then renamed to `<dir>.prev` and the new one to `dir`. A process
     /// killed at any point leaves a complete checkpoint in `dir` or in `<dir>.prev`, and
@@ -65,9 +73,12 @@ impl Checkpoint {
             std::fs::remove_dir_all(&tmp).map_err(|e| FedError::io(&tmp, e))?;
         }
         let mut files = BTreeMap::new();
+        let round = self.completed_rounds;
         let mut write = |name: String, bytes: &[u8]| -> Result<()> {
             files.insert(name.clone(), hex(&Sha256::digest(bytes)));
-            write_atomic(tmp.join(name), bytes)
+            write_atomic(tmp.join(&name), bytes)?;
+            phase::reached(|| RunPhase::CheckpointFile { round, file: name });
+            Ok(())
         };
         write(
             "global.safetensors".into(),
@@ -78,6 +89,14 @@ impl Checkpoint {
                 format!("client_{k}.safetensors"),
                 &client.to_bytes(WireDtype::F32)?,
             )?;
+        }
+        for (k, state) in self.optimizers.iter().enumerate() {
+            if let Some(state) = state {
+                write(
+                    format!("optimizer_{k}.safetensors"),
+                    &state.to_bytes(WireDtype::F32)?,
+                )?;
+            }
         }
         if let Some(strategy) = &self.strategy {
             write(STRATEGY.into(), &serde_json::to_vec(strategy)?)?;
@@ -90,8 +109,10 @@ impl Checkpoint {
             clients: self.clients.len(),
             synced: self.synced.clone(),
             files,
+            optimizers: self.optimizers.iter().map(Option::is_some).collect(),
         };
         write_atomic(tmp.join(MANIFEST), &serde_json::to_vec_pretty(&manifest)?)?;
+        phase::reached(|| RunPhase::CheckpointRename { round });
         let prev = sibling(dir, "prev");
         if dir.exists() {
             if prev.exists() {
@@ -194,6 +215,16 @@ impl Checkpoint {
                 .collect::<Result<_>>()?,
             synced: manifest.synced,
             strategy,
+            optimizers: manifest
+                .optimizers
+                .iter()
+                .enumerate()
+                .map(|(k, &saved)| {
+                    saved
+                        .then(|| payload(&format!("optimizer_{k}.safetensors")))
+                        .transpose()
+                })
+                .collect::<Result<_>>()?,
         })
     }
 }

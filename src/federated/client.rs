@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::optimizer::LocalOptimizer;
 pub use super::optimizer::OptimizerConfig;
+use super::optimizer_state::{load_state, save_state};
 use super::prox::{ProxAnchor, proximal_term};
 use super::task::{FederatedTask, Split};
 use crate::error::{FedError, Result};
@@ -185,6 +186,36 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> ClientRuntime<B, M> {
         Ok(())
     }
 
+    /// The state of the optimiser kept across rounds
+    /// ([`ClientConfig::keep_optimizer_state`]), as named tensors keyed by parameter path
+    /// (`path#moment_1`...), so that it can be restored into a rebuilt model; `None` when the
+    /// client holds no optimiser.
+    ///
+    /// # Errors
+    /// [`FedError::InvalidConfig`] when a tensor cannot be read back or a step count is too
+    /// large to record.
+    pub fn optimizer_state(&self) -> Result<Option<Payload>> {
+        self.optimizer
+            .as_ref()
+            .map(|optimizer| save_state::<B, M>(optimizer, &self.model))
+            .transpose()
+    }
+
+    /// Restores an optimiser saved by [`Self::optimizer_state`] (of a client built the same
+    /// way), configured by `config`.
+    ///
+    /// # Errors
+    /// [`FedError::InvalidConfig`] when a tensor names no parameter of the model, has another
+    /// shape, or an entry is incomplete; the client is then left as it was.
+    pub fn restore_optimizer_state(
+        &mut self,
+        config: &OptimizerConfig,
+        state: &Payload,
+    ) -> Result<()> {
+        self.optimizer = Some(load_state::<B, M>(config, state, &self.model)?);
+        Ok(())
+    }
+
     /// Drops the optimiser kept across rounds, if any.
     pub fn reset_optimizer(&mut self) {
         self.optimizer = None;
@@ -206,8 +237,9 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> ClientRuntime<B, M> {
         let anchor = prox.map(|(global, mu)| (ProxAnchor::new(global, &device), mu));
         let n = task.num_examples(k, Split::Train);
         B::seed(&device, mix_seed(&[config.seed, round, k as u64, 2]));
-        let mut optimizer = match self.optimizer.take() {
-            Some(optimizer) if config.keep_optimizer_state => optimizer,
+        // A copy (tensors are shared, not copied): a failing round leaves the kept one as it was.
+        let mut optimizer = match &self.optimizer {
+            Some(optimizer) if config.keep_optimizer_state => optimizer.clone(),
             _ => LocalOptimizer::new(&config.optimizer),
         };
         let mut model = self.trainable_model();
@@ -227,9 +259,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> ClientRuntime<B, M> {
         update.round = round;
         update.num_examples = n as u64;
         self.model = model.valid();
-        if config.keep_optimizer_state {
-            self.optimizer = Some(optimizer);
-        }
+        self.optimizer = config.keep_optimizer_state.then_some(optimizer);
         let train_loss = if loss_count > 0 {
             loss_sum / loss_count as f64
         } else {

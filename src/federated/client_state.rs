@@ -13,6 +13,7 @@ use crate::params::{Payload, WireDtype};
 
 const TENSORS: &str = "client_state.safetensors";
 const MANIFEST: &str = "client_state.json";
+const OPTIMIZER: &str = "client_optimizer.safetensors";
 const FORMAT: &str = "fedvlm.client-state.v1";
 
 /// What [`ClientStateDir::load`] returns.
@@ -24,6 +25,9 @@ pub struct SavedClientState {
     pub last_round: u64,
     /// The round of the last global state the client received.
     pub synced: Option<u64>,
+    /// The client's local optimiser state, when it keeps one across rounds
+    /// ([`crate::federated::ClientRuntime::optimizer_state`]).
+    pub optimizer: Option<Payload>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -35,6 +39,9 @@ struct Manifest {
     synced: Option<u64>,
     /// sha256 of the tensors file, so a file from another save is detected.
     sha256: String,
+    /// sha256 of the optimiser state file, when the save has one.
+    #[serde(default)]
+    optimizer_sha256: Option<String>,
 }
 
 /// A folder holding one client's private state. Every save is atomic (temporary file, `fsync`,
@@ -64,6 +71,26 @@ impl ClientStateDir {
 
     /// Saves the client's state after `last_round`.
     pub fn save(&self, tensors: &Payload, last_round: u64, synced: Option<u64>) -> Result<()> {
+        self.save_with_optimizer(tensors, None, last_round, synced)
+    }
+
+    /// Saves the client's state after `last_round`, with its local optimiser's state when it
+    /// keeps one across rounds.
+    pub fn save_with_optimizer(
+        &self,
+        tensors: &Payload,
+        optimizer: Option<&Payload>,
+        last_round: u64,
+        synced: Option<u64>,
+    ) -> Result<()> {
+        let optimizer_sha256 = match optimizer {
+            Some(state) => {
+                let bytes = state.to_bytes(WireDtype::F32)?;
+                write_atomic(self.dir.join(OPTIMIZER), &bytes)?;
+                Some(hex(&Sha256::digest(&bytes)))
+            }
+            None => None,
+        };
         let bytes = tensors.to_bytes(WireDtype::F32)?;
         let sha256 = hex(&Sha256::digest(&bytes));
         write_atomic(self.dir.join(TENSORS), &bytes)?;
@@ -74,6 +101,7 @@ impl ClientStateDir {
             last_round,
             synced,
             sha256,
+            optimizer_sha256,
         };
         write_atomic(
             self.dir.join(MANIFEST),
@@ -117,7 +145,21 @@ impl ClientStateDir {
                 tensors_path.display()
             ));
         }
+        let optimizer = match &manifest.optimizer_sha256 {
+            Some(sum) => {
+                let path = self.dir.join(OPTIMIZER);
+                let bytes = std::fs::read(&path).map_err(|e| FedError::io(&path, e))?;
+                if hex(&Sha256::digest(&bytes)) != *sum {
+                    return mismatch(format!("{} does not match its sha256 here", path.display()));
+                }
+                Some(Payload::from_bytes(&bytes).map_err(|e| {
+                    FedError::config("state dir", format!("{}: {e}", path.display()))
+                })?)
+            }
+            None => None,
+        };
         Ok(Some(SavedClientState {
+            optimizer,
             tensors: Payload::from_bytes(&bytes).map_err(|e| {
                 FedError::config("state dir", format!("{}: {e}", tensors_path.display()))
             })?,

@@ -16,12 +16,53 @@ pub struct LabelledRun<'a> {
     pub reports: &'a [RoundReport],
 }
 
+/// What the reports' accuracy, precision, recall and F1 measure: the names the CSV columns and
+/// the chart use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MetricNames {
+    /// Classification of whole examples: `accuracy`, `precision`, ...
+    #[default]
+    Classification,
+    /// Teacher-forced next-token agreement of a sequence model: `token_accuracy`,
+    /// `token_precision`, ... (not the accuracy of generated answers).
+    Token,
+}
+
+impl MetricNames {
+    /// `""` or `"token_"`, before `accuracy` etc. in CSV column names.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Self::Classification => "",
+            Self::Token => "token_",
+        }
+    }
+
+    /// `"accuracy"` or `"token accuracy"`, for people.
+    pub fn accuracy_label(self) -> &'static str {
+        match self {
+            Self::Classification => "accuracy",
+            Self::Token => "token accuracy",
+        }
+    }
+}
+
 /// Writes one row per (run, round): mean test accuracy, precision, recall, F1 and loss over
 /// clients, mean global-test accuracy, bytes sent and received, seconds.
 pub fn write_csv(path: impl AsRef<Path>, runs: &[LabelledRun<'_>]) -> Result<()> {
-    let mut out = String::from(
-        "run,round,mean_test_accuracy,mean_test_precision,mean_test_recall,mean_test_f1,\
-         mean_test_loss,mean_global_accuracy,mean_train_loss,bytes_up,bytes_down,seconds\n",
+    write_csv_named(path, runs, MetricNames::Classification)
+}
+
+/// [`write_csv`] with the metric columns named per `names` (e.g. `mean_test_token_accuracy`).
+pub fn write_csv_named(
+    path: impl AsRef<Path>,
+    runs: &[LabelledRun<'_>],
+    names: MetricNames,
+) -> Result<()> {
+    let p = names.prefix();
+    let mut out = format!(
+        "run,round,mean_test_{p}accuracy,mean_test_{p}precision,mean_test_{p}recall,\
+         mean_test_{p}f1,mean_test_loss,mean_global_{p}accuracy,mean_train_loss,bytes_up,\
+         bytes_down,seconds\n",
     );
     for run in runs {
         for r in run.reports {
@@ -65,6 +106,18 @@ pub fn write_svg_chart(
     title: &str,
     runs: &[LabelledRun<'_>],
 ) -> Result<()> {
+    write_svg_chart_named(path, title, runs, MetricNames::Classification)
+}
+
+/// [`write_svg_chart`] with the accuracy panel named per `names` (e.g. "mean test token
+/// accuracy").
+pub fn write_svg_chart_named(
+    path: impl AsRef<Path>,
+    title: &str,
+    runs: &[LabelledRun<'_>],
+    names: MetricNames,
+) -> Result<()> {
+    let accuracy_panel = format!("mean test {}", names.accuracy_label());
     let (panel_w, panel_h, margin) = (420.0, 260.0, 50.0);
     let width = 2.0 * (panel_w + margin) + margin;
     let height = panel_h + 2.0 * margin + 40.0;
@@ -82,7 +135,7 @@ pub fn write_svg_chart(
     );
     type Pick = fn(&RoundReport) -> Option<f64>;
     let panels: [(&str, Pick); 2] = [
-        ("mean test accuracy", |r| r.mean_test.map(|m| m.accuracy)),
+        (&accuracy_panel, |r| r.mean_test.map(|m| m.accuracy)),
         ("mean test loss", |r| r.mean_test.map(|m| m.loss)),
     ];
     for (p, (name, pick)) in panels.iter().enumerate() {

@@ -13,6 +13,8 @@ pub mod export;
 pub mod failures;
 pub mod federation;
 mod optimizer;
+mod optimizer_state;
+pub mod phase;
 pub mod prox;
 pub mod report;
 mod resume;
@@ -31,12 +33,15 @@ pub use client::{
     ClientConfig, ClientModel, ClientRuntime, LocalTraining, OptimizerConfig, evaluate_model,
 };
 pub use client_state::{ClientStateDir, SavedClientState};
-pub use export::{LabelledRun, write_csv, write_svg_chart};
+pub use export::{
+    LabelledRun, MetricNames, write_csv, write_csv_named, write_svg_chart, write_svg_chart_named,
+};
 pub use failures::FailurePolicy;
 pub use federation::Federation;
+pub use phase::{RunPhase, set_phase_observer};
 pub use prox::{ProxAnchor, proximal_term};
 pub use report::{ClientRoundReport, JsonlWriter, RoundReport};
-pub use run_dir::{CHECKPOINT_DIR, METRICS_FILE, SETTINGS_FILE, run_in_dir};
+pub use run_dir::{CHECKPOINT_DIR, METRICS_FILE, SETTINGS_FILE, run_in_dir, run_in_dir_with};
 pub use server::Server;
 pub use simulation::{Simulation, SimulationConfig};
 pub use task::{EvalBatch, FederatedTask, Split, dataset_rows};

@@ -43,6 +43,7 @@ impl Default for OptimizerConfig {
     }
 }
 
+#[derive(Clone)]
 pub(crate) enum LocalOptimizer<B: AutodiffBackend, M: AutodiffModule<B>> {
     AdamW(OptimizerAdaptor<AdamW, M, B>),
     Sgd(OptimizerAdaptor<Sgd<B::InnerBackend>, M, B>),

@@ -134,6 +134,23 @@ impl JsonlWriter {
         self.out.flush().map_err(|e| FedError::io(&self.path, e))
     }
 
+    /// Reads the reports of a JSON-lines file written by a process that may have been killed:
+    /// a last line without its newline (cut off mid-write) is left out; any other bad line is
+    /// an error.
+    pub fn read_complete(path: impl AsRef<Path>) -> Result<Vec<RoundReport>> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| FedError::io(path, e))?;
+        let complete = match text.rfind('\n') {
+            Some(end) => &text[..=end],
+            None => "",
+        };
+        complete
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).map_err(FedError::from))
+            .collect()
+    }
+
     /// Reads every report of a JSON-lines file.
     pub fn read_all(path: impl AsRef<Path>) -> Result<Vec<RoundReport>> {
         let path = path.as_ref();

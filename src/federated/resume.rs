@@ -15,8 +15,8 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
     /// every client's adapter matrices and shared extras, the strategy's state (server
     /// optimiser moments) and the round counter, atomically ([`Checkpoint::save`]). Randomness
     /// is derived from `(seed, round, client)` (DP noise from `(seed, round)`), so a resumed run
-    /// equals an uninterrupted one (unless `keep_optimizer_state` is on: client optimiser state
-    /// is not saved).
+    /// equals an uninterrupted one. With `keep_optimizer_state`, every client's optimiser state
+    /// (AdamW moments and step counts, SGD velocities) is saved too, keyed by parameter path.
     pub fn save_checkpoint(&self, dir: impl AsRef<std::path::Path>) -> Result<()> {
         Checkpoint {
             completed_rounds: self.next_round - 1,
@@ -26,6 +26,14 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
             clients: self.clients.iter().map(ClientRuntime::state).collect(),
             synced: self.clients.iter().map(ClientRuntime::synced).collect(),
             strategy: Some(self.server.strategy().save_state()?),
+            optimizers: if self.config.keep_optimizer_state {
+                self.clients
+                    .iter()
+                    .map(ClientRuntime::optimizer_state)
+                    .collect::<Result<_>>()?
+            } else {
+                Vec::new()
+            },
         }
         .save(dir)
     }
@@ -42,6 +50,16 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
                     "was written with sharing {} and seed {}, this run uses {} and {}",
                     checkpoint.sharing, checkpoint.seed, self.spec.sharing, self.config.seed
                 ),
+            ));
+        }
+        if self.config.keep_optimizer_state
+            && checkpoint.optimizers.is_empty()
+            && checkpoint.completed_rounds > 0
+        {
+            return Err(FedError::config(
+                "checkpoint",
+                "holds no client optimiser state, which this run keeps across rounds \
+                 (keep_optimizer_state); it was written by a run without it or by an older fedvlm",
             ));
         }
         if checkpoint.clients.len() != self.clients.len() {
@@ -61,6 +79,10 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
         for (k, (client, state)) in self.clients.iter_mut().zip(&checkpoint.clients).enumerate() {
             let synced = checkpoint.synced.get(k).copied().flatten();
             client.restore_state(state, synced)?;
+            client.reset_optimizer();
+            if let Some(Some(optimizer)) = checkpoint.optimizers.get(k) {
+                client.restore_optimizer_state(&self.config.optimizer, optimizer)?;
+            }
         }
         self.next_round = checkpoint.completed_rounds + 1;
         // The accountant restarts from the rounds completed, each counted as released (an

@@ -7,6 +7,7 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::atomic::write_atomic;
 use super::checkpoint::Checkpoint;
 use super::report::{JsonlWriter, RoundReport};
 use super::simulation::Simulation;
@@ -46,6 +47,29 @@ where
     S: Strategy,
     C: Serialize + DeserializeOwned + PartialEq,
 {
+    run_in_dir_with(sim, dir, settings, resume, same_but_rounds, |_, _| Ok(()))
+}
+
+/// [`run_in_dir`], calling `on_report` with the simulation and each new round's report after
+/// the report is written and before the round's checkpoint is saved (so a run stopped in
+/// between runs that round again, `on_report` included).
+///
+/// # Errors
+/// As [`run_in_dir`], and whatever `on_report` returns.
+pub fn run_in_dir_with<B, T, S, C>(
+    sim: &mut Simulation<B, T, S>,
+    dir: &Path,
+    settings: &C,
+    resume: bool,
+    same_but_rounds: impl Fn(C) -> C,
+    mut on_report: impl FnMut(&Simulation<B, T, S>, &RoundReport) -> Result<()>,
+) -> Result<Vec<RoundReport>>
+where
+    B: AutodiffBackend,
+    T: FederatedTask<B>,
+    S: Strategy,
+    C: Serialize + DeserializeOwned + PartialEq,
+{
     std::fs::create_dir_all(dir).map_err(|e| FedError::io(dir, e))?;
     let checkpoint = dir.join(CHECKPOINT_DIR);
     let metrics = dir.join(METRICS_FILE);
@@ -56,20 +80,23 @@ where
         sim.resume(&checkpoint)?;
         let done = sim.next_round() - 1;
         if metrics.is_file() {
-            previous = JsonlWriter::read_all(&metrics)?;
+            previous = JsonlWriter::read_complete(&metrics)?;
             previous.retain(|r| r.round <= done);
         }
     }
-    std::fs::write(&settings_file, serde_json::to_vec_pretty(settings)?)
-        .map_err(|e| FedError::io(&settings_file, e))?;
-    // Rewrite the reports up to the checkpoint, so a run stopped after its last checkpoint
-    // does not leave rounds that will be run again.
-    let mut log = JsonlWriter::create(&metrics)?;
+    write_atomic(&settings_file, &serde_json::to_vec_pretty(settings)?)?;
+    // Rewrite the reports up to the checkpoint (atomically: a kill now loses nothing), so a run
+    // stopped after its last checkpoint does not leave rounds that will be run again.
+    let mut kept = Vec::new();
     for report in &previous {
-        log.write(report)?;
+        serde_json::to_writer(&mut kept, report)?;
+        kept.push(b'\n');
     }
+    write_atomic(&metrics, &kept)?;
+    let mut log = JsonlWriter::append(&metrics)?;
     let reports = sim.run(|sim, report| {
         log.write(report)?;
+        on_report(sim, report)?;
         if report.round > 0 {
             sim.save_checkpoint(&checkpoint)?;
         }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::client::{ClientConfig, ClientModel, ClientRuntime, OptimizerConfig, evaluate_model};
 use super::failures::FailurePolicy;
+use super::phase::{self, RunPhase};
 use super::report::{ClientRoundReport, Rejection, RoundReport};
 use super::server::Server;
 use super::task::{FederatedTask, Split};
@@ -342,6 +343,7 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
                 bytes_down += down_bytes.len();
             }
             let prox = mu.map(|mu| (&download, mu));
+            phase::reached(|| RunPhase::Training { round, client: k });
             // A client whose training fails is reported and left out; its model is unchanged.
             let mut trained = match client.train(&self.task, round, &client_config, prox) {
                 Ok(trained) => trained,
@@ -385,6 +387,7 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
         }
         let aggregate = self.config.failures.accept_failures || failed.is_empty();
         let aggregated = if aggregate {
+            phase::reached(|| RunPhase::Aggregation { round });
             let min = self.config.failures.min_fit_clients;
             let (refused, aggregated) = self.server.aggregate_at_least(round, updates, min)?;
             rejected.extend(refused);

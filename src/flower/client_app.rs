@@ -131,9 +131,10 @@ impl<B: AutodiffBackend, T: FederatedTask<B>> NodeApp<B, T> {
         })
     }
 
-    /// Keeps the client's private state in `dir` (atomic writes after every train), and
-    /// restores it from there now if a previous process saved one: a node killed and
-    /// restarted with the same folder rejoins with its own `A`. Returns the restored round.
+    /// Keeps the client's private state in `dir` (atomic writes after every train; with
+    /// `keep_optimizer_state`, the local optimiser's state too), and restores it from there now
+    /// if a previous process saved one: a node killed and restarted with the same folder
+    /// rejoins with its own `A` (and its optimiser). Returns the restored round.
     pub fn with_state_dir(
         mut self,
         dir: impl Into<std::path::PathBuf>,
@@ -142,6 +143,10 @@ impl<B: AutodiffBackend, T: FederatedTask<B>> NodeApp<B, T> {
         let restored = match dir.load()? {
             Some(saved) => {
                 self.client.restore_state(&saved.tensors, saved.synced)?;
+                if let (Some(state), true) = (&saved.optimizer, self.config.keep_optimizer_state) {
+                    self.client
+                        .restore_optimizer_state(&self.config.optimizer, state)?;
+                }
                 Some(saved.last_round)
             }
             None => None,
@@ -219,7 +224,13 @@ impl<B: AutodiffBackend, T: FederatedTask<B>> NodeApp<B, T> {
             clip_update(&mut trained.update, &payload, norm);
         }
         if let Some(dir) = &self.state_dir {
-            dir.save(&self.client.state(), round, self.client.synced())?;
+            let optimizer = self.client.optimizer_state()?;
+            dir.save_with_optimizer(
+                &self.client.state(),
+                optimizer.as_ref().filter(|_| local.keep_optimizer_state),
+                round,
+                self.client.synced(),
+            )?;
         }
         let metrics = MetricRecord::default()
             .with(keys::NUM_EXAMPLES, Value::Sint64(trained.examples as i64))

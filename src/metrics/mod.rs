@@ -5,10 +5,16 @@
 //! `average="macro", zero_division=0` convention; [`token_metrics`] and
 //! [`masked_mean_loss`] do the same for sequence models while skipping ignored
 //! (padding / prompt) positions; [`mean_metrics`] averages per-client results.
+//! [`answers`] scores generated answers: VQA-normalised exact match, token F1 and VQA accuracy.
 
+pub mod answers;
 mod classification;
 mod tokens;
 
+pub use answers::{
+    AnswerMetrics, AnswerScore, answer_metrics, exact_match, mean_answer_metrics, normalize_answer,
+    token_f1, vqa_accuracy, weighted_mean_answer_metrics,
+};
 pub use classification::{
     ClassificationMetrics, ConfusionMatrix, classification_metrics, mean_metrics,
     weighted_mean_metrics,

@@ -1,6 +1,7 @@
 //! Fixture readers shared by the integration tests (MobileNetV3, Florence-2).
 #![allow(dead_code)]
 
+pub mod backend;
 pub mod florence2_wide;
 pub mod mutate;
 pub mod rlaif_shards;

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::answers::AnswerEvalConfig;
 use crate::error::{FedError, Result};
 use crate::federated::FailurePolicy;
 use crate::federated::{OptimizerConfig, SimulationConfig, WireDtype};
@@ -65,8 +66,11 @@ pub struct RlaifConfig {
     pub prefix_precision: Precision,
     /// Generated answers written per client after the last round.
     pub answers_per_client: usize,
-    /// Most new tokens of those generated answers.
+    /// Most new tokens of generated answers (those written and those scored).
     pub answer_max_new_tokens: usize,
+    /// Answer-level evaluation of generated answers (exact match, token F1, VQA accuracy).
+    #[serde(default)]
+    pub answer_eval: AnswerEvalConfig,
     /// Seed of the split, the adapters, shuffling and dropout.
     pub seed: u64,
     /// Precision of the tensors on the wire.
@@ -107,6 +111,7 @@ impl Default for RlaifConfig {
             prefix_precision: Precision::F32,
             answers_per_client: 3,
             answer_max_new_tokens: 64,
+            answer_eval: AnswerEvalConfig::default(),
             seed: 42,
             wire_dtype: WireDtype::F32,
             failures: FailurePolicy::default(),
@@ -216,6 +221,7 @@ impl RlaifConfig {
             ));
         }
         self.strategy.validate(self.mu)?;
+        self.answer_eval.validate()?;
         Ok(())
     }
 

@@ -18,6 +18,9 @@ pub struct SampleText {
     pub answer: String,
     /// Its source dataset (`origin_dataset`).
     pub source: String,
+    /// The human answers the VQA accuracy is computed against (OK-VQA's ten); empty when the
+    /// data set has none (RLAIF-V).
+    pub human_answers: Vec<String>,
 }
 
 /// The experiment's data: only the samples some client uses, preprocessed and tokenised, with
@@ -134,6 +137,7 @@ impl RlaifData {
                 question: row.question.clone(),
                 answer: row.chosen.clone(),
                 source: row.origin_dataset.clone(),
+                human_answers: Vec::new(),
             });
         }
         split.validate(samples.len())?;

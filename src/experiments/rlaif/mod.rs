@@ -7,11 +7,17 @@
 //!   clients' split.
 //! * [`pipeline`]: client models, the frozen-prefix cache, and [`run_rule`] (metrics,
 //!   checkpoints, resume, generated answers).
+//! * [`answers`]: answer-level scores of generated answers before fine-tuning and after rounds.
 
+pub mod answers;
 pub mod config;
 pub mod data;
 pub mod pipeline;
 
+pub use answers::{
+    ANSWER_METRICS_FILE, AnswerEvalConfig, AnswerLog, AnswerRoundReport, evaluate_answers,
+    write_answer_csv,
+};
 pub use config::RlaifConfig;
 pub use data::{RlaifData, SampleText};
 pub use pipeline::{

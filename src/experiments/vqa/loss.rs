@@ -1,4 +1,4 @@
-//! The training loss (the paper's equation 1) and the token-level scores.
+//! The training loss (the paper's equation 1) and the teacher-forced token-level scores.
 //!
 //! Teacher-forced cross-entropy over the answer tokens: `-log p(y_t | y_<t, image, prompt)`
 //! summed over every label that is not [`IGNORE_INDEX`] and divided by their number, over the
@@ -7,7 +7,7 @@
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 
-use super::sample::IGNORE_INDEX;
+use super::sample::{BOS_ID, IGNORE_INDEX};
 use crate::error::{FedError, Result};
 use crate::federated::EvalBatch;
 
@@ -61,8 +61,11 @@ pub fn masked_cross_entropy<B: Backend>(
     Ok(token_nll(logits, labels)?.sum().div_scalar(kept as f64))
 }
 
-/// Scores one batch: the summed token loss and, at every kept position, the arg-max token and
-/// the label (padding removed), for [`crate::metrics::ConfusionMatrix`].
+/// Scores one batch: the summed token loss over every kept label (the training loss's
+/// positions) and, for the token-level scores ([`crate::metrics::ConfusionMatrix`]), the
+/// arg-max token and the label at every kept position except a leading `<s>`
+/// ([`BOS_ID`] as the first label): the decoder is always given `</s>` and `<s>` is always the
+/// first label, so it would count as a free correct token. Padding is removed.
 ///
 /// # Errors
 /// As [`token_nll`], and [`FedError::Task`] when reading the tensors back fails.
@@ -70,18 +73,23 @@ pub fn score_tokens<B: Backend>(
     logits: Tensor<B, 3>,
     labels: Tensor<B, 2, Int>,
 ) -> Result<EvalBatch> {
+    let steps = labels.dims()[1].max(1);
     let predictions = ints(logits.clone().argmax(2).flatten::<1>(0, 2))?;
     let targets = ints(labels.clone().flatten::<1>(0, 1))?;
     let loss_sum: f64 = token_nll(logits, labels)?.sum().into_scalar().elem();
+    let loss_count = targets.iter().filter(|&&t| t != IGNORE_INDEX).count();
     let (predictions, targets): (Vec<usize>, Vec<usize>) = predictions
         .into_iter()
         .zip(targets)
-        .filter(|&(_, t)| t != IGNORE_INDEX)
-        .map(|(p, t)| (p as usize, t as usize))
+        .enumerate()
+        .filter(|&(i, (_, t))| {
+            t != IGNORE_INDEX && !(i.is_multiple_of(steps) && t == i64::from(BOS_ID))
+        })
+        .map(|(_, (p, t))| (p as usize, t as usize))
         .unzip();
     Ok(EvalBatch {
         loss_sum,
-        loss_count: targets.len(),
+        loss_count,
         predictions,
         targets,
     })

@@ -17,5 +17,5 @@ pub use cache::{
     CacheConfig, CacheDtype, FrozenPrefixCache, PrefixBatch, PrefixEntry, check_cacheable,
 };
 pub use loss::{masked_cross_entropy, score_tokens, token_nll};
-pub use sample::{IGNORE_INDEX, VqaBatch, VqaSample, shift_tokens_right, truncate_ids};
+pub use sample::{BOS_ID, IGNORE_INDEX, VqaBatch, VqaSample, shift_tokens_right, truncate_ids};
 pub use task::{VqaSplit, VqaTask};

@@ -23,6 +23,10 @@ pub const PAD_ID: u32 = 1;
 /// BART's decoder start token (`</s>`).
 pub const DECODER_START_ID: u32 = 2;
 
+/// BART's `<s>`: the first label of every answer (`tokenizer(answer).input_ids`), left out of
+/// the token-level scores (see [`super::loss::score_tokens`]).
+pub const BOS_ID: u32 = 0;
+
 /// One example: a preprocessed image, the prompt's ids and the answer's label ids.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VqaSample {

@@ -54,8 +54,10 @@ impl VqaSplit {
 }
 
 /// Florence-2 clients answering questions about images: the loss is the teacher-forced
-/// cross-entropy over answer tokens ([`masked_cross_entropy`]), the scores token accuracy and
-/// macro precision/recall/F1 over answer tokens plus the loss ([`score_tokens`]).
+/// cross-entropy over answer tokens ([`masked_cross_entropy`]), the scores teacher-forced token
+/// accuracy and macro precision/recall/F1 over answer tokens, the leading `<s>` left out, plus
+/// the loss ([`score_tokens`]). Generated answers are scored by
+/// [`crate::experiments::rlaif::answers`].
 ///
 /// With a [`FrozenPrefixCache`] (adapters in the last decoder layer only) every batch runs only
 /// the last decoder layer and the head; without one, the whole model.
