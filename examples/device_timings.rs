@@ -155,10 +155,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("plora_step_uncached: {uncached:.4} s");
 
     let encoded = frozen.encode(infer.pixels.clone(), infer.prompt.clone(), None)?;
-    let prefix =
-        frozen
-            .language_model
-            .decode_prefix(infer.decoder.clone(), encoded.hidden.clone(), None, None)?;
+    let prefix = frozen.language_model.decode_prefix(
+        infer.decoder.clone(),
+        encoded.hidden.clone(),
+        None,
+        None,
+    )?;
     let (hidden, prefix) = (
         Tensor::<Train, 3>::from_inner(encoded.hidden),
         Tensor::<Train, 3>::from_inner(prefix),

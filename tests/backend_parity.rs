@@ -153,9 +153,19 @@ impl BackendTest for LoraInvariants {
             .expect("adapter");
         let x = Tensor::<B, 2>::random([5, 24], Distribution::Normal(0.0, 1.0), device);
         // B = 0 at initialisation: the base layer's output exactly.
-        let (with, without) = (floats(layer.forward(x.clone())), floats(base.forward(x.clone())));
-        let d = with.iter().zip(&without).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-        assert_eq!(with, without, "B = 0 must leave the output unchanged (max diff {d})");
+        let (with, without) = (
+            floats(layer.forward(x.clone())),
+            floats(base.forward(x.clone())),
+        );
+        let d = with
+            .iter()
+            .zip(&without)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert_eq!(
+            with, without,
+            "B = 0 must leave the output unchanged (max diff {d})"
+        );
         // After one step, the adapter moves the output; merging gives the same function.
         let loss = layer.forward(x.clone()).powi_scalar(2).mean();
         let grads = loss.backward();

@@ -217,12 +217,12 @@ fn a_torn_or_damaged_checkpoint_falls_back_to_the_previous_one() {
 fn run_into(dir: &Path, variant: u8) -> Vec<RoundReport> {
     let mut quickstart = quickstart(2048);
     quickstart.simulation.rounds = 16;
-    let sharing = if variant % 3 == 0 {
+    let sharing = if variant.is_multiple_of(3) {
         Sharing::PLora
     } else {
         Sharing::FedAvgLora
     };
-    if variant % 2 == 0 {
+    if variant.is_multiple_of(2) {
         let mut sim = simulation(&quickstart, sharing, fedadam());
         run_in_dir(&mut sim, dir, &quickstart, true, |saved| saved).unwrap()
     } else {

@@ -21,8 +21,8 @@ use rayon::prelude::*;
 use crate::data::{CIFAR10_SIDE, Cifar10, Cifar10Split, ImageTransform};
 use crate::error::{FedError, Result};
 use crate::federated::Split;
-use crate::models::mobilenet_v3::Dense;
 use crate::models::MobileNetV3;
+use crate::models::mobilenet_v3::Dense;
 
 /// Images per backbone batch of the cache build.
 const CACHE_BATCH: usize = 256;
@@ -49,10 +49,22 @@ pub fn frozen_product<B: Backend>(dense: &Dense<B>, x: Tensor<B, 2>) -> Tensor<B
     }
 }
 
+/// Which implementation of the frozen backbone [`PrefixCache::build_with`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CacheBackbone {
+    /// [`MobileNetV3::fold_for_inference`]: batch norms folded, channels-last kernels on the
+    /// host (rayon threads), whatever the backend. The fast path on the CPU.
+    #[default]
+    Folded,
+    /// The model's own layers on its backend ([`MobileNetV3::features_pooled`]): the path on
+    /// an accelerator, and the reference the folded path is tested against.
+    Backend,
+}
+
 impl PrefixCache {
     /// Runs the frozen prefix of `model` over the first `limits.0` training and `limits.1` test
     /// images (in batches of 256, with a progress bar when `progress`), the backbone folded
-    /// ([`MobileNetV3::fold_for_inference`]).
+    /// ([`CacheBackbone::Folded`]).
     ///
     /// # Errors
     /// From folding the backbone, preprocessing the images or reading the results.
@@ -63,6 +75,30 @@ impl PrefixCache {
         transform: &ImageTransform,
         progress: bool,
         device: &B::Device,
+    ) -> Result<Self> {
+        Self::build_with(
+            model,
+            data,
+            limits,
+            transform,
+            progress,
+            device,
+            CacheBackbone::Folded,
+        )
+    }
+
+    /// [`PrefixCache::build`] with a choice of backbone implementation.
+    ///
+    /// # Errors
+    /// As [`PrefixCache::build`].
+    pub fn build_with<B: Backend>(
+        model: &MobileNetV3<B>,
+        data: &Cifar10,
+        limits: (usize, usize),
+        transform: &ImageTransform,
+        progress: bool,
+        device: &B::Device,
+        backbone: CacheBackbone,
     ) -> Result<Self> {
         let (train, test) = (data.train(), data.test());
         let n_train = limits.0.min(train.len());
@@ -79,20 +115,34 @@ impl PrefixCache {
         } else {
             ProgressBar::hidden()
         };
-        let backbone = model.fold_for_inference()?;
+        let folded = match backbone {
+            CacheBackbone::Folded => Some(model.fold_for_inference()?),
+            CacheBackbone::Backend => None,
+        };
+        let size = transform.size;
         let mut dims = (0, 0);
         let mut run = |split: &Cifar10Split, n: usize| -> Result<(Vec<f32>, Vec<f32>)> {
             let (mut xs, mut bases) = (Vec::new(), Vec::new());
             let indices: Vec<usize> = (0..n.min(split.len())).collect();
             for chunk in indices.chunks(CACHE_BATCH) {
                 let images = preprocess(split, chunk, transform)?;
-                let size = transform.size;
-                let x = backbone.features_pooled_host(&images, chunk.len(), size, size)?;
-                let f = backbone.feature_dim();
-                let x_tensor = Tensor::<B, 2>::from_data(
-                    TensorData::new(x.clone(), [chunk.len(), f]),
-                    device,
-                );
+                let (x, f) = match &folded {
+                    Some(folded) => (
+                        folded.features_pooled_host(&images, chunk.len(), size, size)?,
+                        folded.feature_dim(),
+                    ),
+                    None => {
+                        let images = Tensor::<B, 4>::from_data(
+                            TensorData::new(images, [chunk.len(), 3, size, size]),
+                            device,
+                        );
+                        let x = model.features_pooled(images);
+                        let f = x.dims()[1];
+                        (to_vec(x)?, f)
+                    }
+                };
+                let x_tensor =
+                    Tensor::<B, 2>::from_data(TensorData::new(x.clone(), [chunk.len(), f]), device);
                 let base = frozen_product(&model.classifier.0, x_tensor);
                 dims = (f, base.dims()[1]);
                 xs.extend(x);

@@ -16,7 +16,7 @@ pub mod config;
 pub mod pipeline;
 pub mod task;
 
-pub use cache::PrefixCache;
+pub use cache::{CacheBackbone, PrefixCache};
 pub use clients::ClientSplit;
 pub use config::{Cifar10Config, StrategyKind};
 pub use pipeline::{

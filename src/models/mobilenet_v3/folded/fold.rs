@@ -96,10 +96,17 @@ fn fold_pointwise<B: Backend>(
                 return Err(unsupported(path, "not a plain 1x1 convolution"));
             }
             if symmetric_padding(conv, path)? != 0 || o != c_out {
-                return Err(unsupported(path, "padded, or channels differ from its norm"));
+                return Err(unsupported(
+                    path,
+                    "padded, or channels differ from its norm",
+                ));
             }
             let w = conv.weight.val().reshape([o, i]).transpose();
-            let bias = conv.bias.as_ref().map(|b| host(b.val(), path)).transpose()?;
+            let bias = conv
+                .bias
+                .as_ref()
+                .map(|b| host(b.val(), path))
+                .transpose()?;
             (host(w, path)?, bias)
         }
         Pointwise::Lora(lora) => {
@@ -111,7 +118,11 @@ fn fold_pointwise<B: Backend>(
             if w.dims()[1] != c_out {
                 return Err(unsupported(path, "channels differ from its norm"));
             }
-            let bias = lora.bias.as_ref().map(|b| host(b.val(), path)).transpose()?;
+            let bias = lora
+                .bias
+                .as_ref()
+                .map(|b| host(b.val(), path))
+                .transpose()?;
             (host(w, path)?, bias)
         }
     };
@@ -149,7 +160,11 @@ fn fold_spatial<B: Backend>(layers: &ConvNormAct<B>, path: &str) -> Result<Folde
         padding: symmetric_padding(conv, path)?,
     };
     let w = host(conv.weight.val(), path)?; // [o, i, kh, kw]
-    let bias = conv.bias.as_ref().map(|b| host(b.val(), path)).transpose()?;
+    let bias = conv
+        .bias
+        .as_ref()
+        .map(|b| host(b.val(), path))
+        .transpose()?;
     let taps = kh * kw;
     let act = act_of(Some(activation));
     if conv.groups == 1 {
@@ -269,9 +284,14 @@ impl<B: Backend> MobileNetV3<B> {
             };
             stages.push(stage);
         }
-        if !matches!(stages.first().and_then(|s| s.layers.first()), Some(FoldedLayer::Dense { .. }))
-        {
-            return Err(unsupported("features.0", "the first feature is not the stem"));
+        if !matches!(
+            stages.first().and_then(|s| s.layers.first()),
+            Some(FoldedLayer::Dense { .. })
+        ) {
+            return Err(unsupported(
+                "features.0",
+                "the first feature is not the stem",
+            ));
         }
         let folded = FoldedMobileNetV3 {
             stages,

@@ -251,7 +251,8 @@ pub(crate) fn dense(
                         let Some(iw) = window.source(ow, kw, shape.w) else {
                             continue;
                         };
-                        let src = &image[(ih * shape.w + iw) * c_in..(ih * shape.w + iw + 1) * c_in];
+                        let src =
+                            &image[(ih * shape.w + iw) * c_in..(ih * shape.w + iw + 1) * c_in];
                         let taps = &weight[(kh * k + kw) * c_in * c_out..][..c_in * c_out];
                         for (s, tap) in src.iter().zip(taps.chunks_exact(c_out)) {
                             for (a, t) in acc.iter_mut().zip(tap) {
@@ -327,7 +328,10 @@ pub(crate) fn squeeze_excite(
 pub(crate) fn nchw_to_nhwc(x: &[f32], shape: Nhwc) -> Vec<f32> {
     let (c, plane) = (shape.c, shape.h * shape.w);
     let mut out = vec![0f32; x.len()];
-    for (src, dst) in x.chunks_exact(c * plane).zip(out.chunks_exact_mut(c * plane)) {
+    for (src, dst) in x
+        .chunks_exact(c * plane)
+        .zip(out.chunks_exact_mut(c * plane))
+    {
         for ch in 0..c {
             for p in 0..plane {
                 dst[p * c + ch] = src[ch * plane + p];
@@ -380,6 +384,9 @@ mod tests {
         };
         // NCHW [1, 3, 1, 2]: channel-major.
         let x = [0.0, 1.0, 10.0, 11.0, 20.0, 21.0];
-        assert_eq!(nchw_to_nhwc(&x, shape), vec![0.0, 10.0, 20.0, 1.0, 11.0, 21.0]);
+        assert_eq!(
+            nchw_to_nhwc(&x, shape),
+            vec![0.0, 10.0, 20.0, 1.0, 11.0, 21.0]
+        );
     }
 }

@@ -69,9 +69,12 @@ impl FoldedLayer {
     /// Input channels the layer expects.
     fn in_channels(&self) -> usize {
         match self {
-            Self::Dense { weight, bias, window, .. } => {
-                weight.len() / (window.kernel * window.kernel * bias.len()).max(1)
-            }
+            Self::Dense {
+                weight,
+                bias,
+                window,
+                ..
+            } => weight.len() / (window.kernel * window.kernel * bias.len()).max(1),
             Self::Depthwise { bias, .. } | Self::SqueezeExcite { b2: bias, .. } => bias.len(),
             Self::Pointwise { weight, bias, .. } => weight.len() / bias.len().max(1),
         }
@@ -90,18 +93,38 @@ impl FoldedLayer {
                 bias,
                 window,
                 act,
-            } => kernels::dense(&x, shape, weight, bias, *window, *act, out_hw(shape, window)),
+            } => kernels::dense(
+                &x,
+                shape,
+                weight,
+                bias,
+                *window,
+                *act,
+                out_hw(shape, window),
+            ),
             Self::Depthwise {
                 weight,
                 bias,
                 window,
                 act,
-            } => {
-                kernels::depthwise(&x, shape, weight, bias, *window, *act, out_hw(shape, window))
-            }
+            } => kernels::depthwise(
+                &x,
+                shape,
+                weight,
+                bias,
+                *window,
+                *act,
+                out_hw(shape, window),
+            ),
             Self::Pointwise { weight, bias, act } => {
                 let out = kernels::pointwise(&x, shape.pixels(), weight, bias, *act, residual);
-                return (out, Nhwc { c: bias.len(), ..shape });
+                return (
+                    out,
+                    Nhwc {
+                        c: bias.len(),
+                        ..shape
+                    },
+                );
             }
             Self::SqueezeExcite { w1, b1, w2, b2 } => {
                 let mut x = x.into_owned();
@@ -190,7 +213,11 @@ impl FoldedMobileNetV3 {
             w: width,
             c: self.in_channels,
         };
-        if shape.pixels().checked_mul(shape.c) != Some(len) {
+        let values = batch
+            .checked_mul(height)
+            .and_then(|v| v.checked_mul(width))
+            .and_then(|v| v.checked_mul(shape.c));
+        if values != Some(len) {
             return Err(FedError::config(
                 "images",
                 format!(
@@ -274,7 +301,10 @@ impl FoldedMobileNetV3 {
             .map_err(|e| FedError::Task(format!("reading images to the host: {e:?}")))?;
         let pooled = self.features_pooled_host(&values, n, h, w)?;
         let dim = self.feature_dim();
-        Ok(Tensor::from_data(TensorData::new(pooled, [n, dim]), &device))
+        Ok(Tensor::from_data(
+            TensorData::new(pooled, [n, dim]),
+            &device,
+        ))
     }
 
     /// Wall-clock time of each stage (`features.0`, `features.1`, ...; the last entry is the
