@@ -14,7 +14,7 @@ batch and per image, as `torch_ms_per_image=<value>` on the last line (read by
 `scripts/bench_cache_build.sh`). With `--per-layer`, also times each child of `features` alone
 on its own input (median of the same repeats).
 
-    python scripts/time_cifar_cache_build.py [--threads 2] [--batch 256] [--size 64]
+    python scripts/time_cifar_cache_build.py [--threads 2] [--batch 256] [--size 64] [--per-layer]
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ pub enum Act {
 impl Act {
     /// Applies the activation to one value, with the same operations as the unfused layers.
     #[inline(always)]
-    fn apply(self, x: f32) -> f32 {
+    pub(crate) fn apply(self, x: f32) -> f32 {
         match self {
             Self::Identity => x,
             Self::Relu => x.max(0.0),
@@ -33,25 +33,42 @@ pub(crate) fn hardsigmoid(x: f32) -> f32 {
     (x + 3.0).clamp(0.0, 6.0) / 6.0
 }
 
-/// `out = act(out + bias)` row by row (`bias.len()` columns), plus `residual` when given,
-/// added after the activation (the projections have none).
-fn epilogue(out: &mut [f32], bias: &[f32], act: Act, residual: Option<&[f32]>) {
+/// `out = f(out + bias)` row by row, plus `residual` when given.
+#[inline(always)]
+fn epilogue_with(out: &mut [f32], bias: &[f32], residual: Option<&[f32]>, f: impl Fn(f32) -> f32) {
     let c = bias.len();
     match residual {
         None => {
             for row in out.chunks_exact_mut(c) {
                 for (o, b) in row.iter_mut().zip(bias) {
-                    *o = act.apply(*o + b);
+                    *o = f(*o + b);
                 }
             }
         }
         Some(res) => {
             for (row, res_row) in out.chunks_exact_mut(c).zip(res.chunks_exact(c)) {
                 for ((o, b), r) in row.iter_mut().zip(bias).zip(res_row) {
-                    *o = act.apply(*o + b) + r;
+                    *o = f(*o + b) + r;
                 }
             }
         }
+    }
+}
+
+multiversion!(epilogue_impl(out: &mut [f32], bias: &[f32], act: Act, residual: Option<&[f32]>) {
+    let _ = FMA;
+    match act {
+        Act::Identity => epilogue_with(out, bias, residual, |x| x),
+        Act::Relu => epilogue_with(out, bias, residual, |x| x.max(0.0)),
+        Act::Hardswish => epilogue_with(out, bias, residual, |x| x * hardsigmoid(x)),
+    }
+});
+
+/// `out = act(out + bias)` row by row (`bias.len()` columns), plus `residual` when given,
+/// added after the activation (the projections have none).
+fn epilogue(out: &mut [f32], bias: &[f32], act: Act, residual: Option<&[f32]>) {
+    if !bias.is_empty() {
+        epilogue_impl(out, bias, act, residual);
     }
 }
 
@@ -142,7 +159,7 @@ impl Window {
 
     /// Input index of output `o` and tap `t`, `None` in the padding.
     #[inline(always)]
-    fn source(&self, o: usize, t: usize, input: usize) -> Option<usize> {
+    pub(crate) fn source(&self, o: usize, t: usize, input: usize) -> Option<usize> {
         let i = (o * self.stride + t * self.dilation).checked_sub(self.padding)?;
         (i < input).then_some(i)
     }
@@ -166,115 +183,6 @@ impl Nhwc {
     pub(crate) fn pixels(&self) -> usize {
         self.n * self.h * self.w
     }
-}
-
-/// A depthwise `k x k` convolution (`groups = channels`): `weight[kh, kw, c]`, `bias[c]`,
-/// activation fused. Returns the output and its shape.
-pub(crate) fn depthwise(
-    x: &[f32],
-    shape: Nhwc,
-    weight: &[f32],
-    bias: &[f32],
-    window: Window,
-    act: Act,
-    out_hw: (usize, usize),
-) -> (Vec<f32>, Nhwc) {
-    let c = shape.c;
-    let (oh_n, ow_n) = out_hw;
-    let k = window.kernel;
-    let mut out = vec![0f32; shape.n * oh_n * ow_n * c];
-    let mut px = 0;
-    for n in 0..shape.n {
-        let image = &x[n * shape.h * shape.w * c..(n + 1) * shape.h * shape.w * c];
-        for oh in 0..oh_n {
-            for ow in 0..ow_n {
-                let acc = &mut out[px * c..(px + 1) * c];
-                acc.copy_from_slice(bias);
-                for kh in 0..k {
-                    let Some(ih) = window.source(oh, kh, shape.h) else {
-                        continue;
-                    };
-                    for kw in 0..k {
-                        let Some(iw) = window.source(ow, kw, shape.w) else {
-                            continue;
-                        };
-                        let src = &image[(ih * shape.w + iw) * c..(ih * shape.w + iw + 1) * c];
-                        let tap = &weight[(kh * k + kw) * c..(kh * k + kw + 1) * c];
-                        for ((a, s), t) in acc.iter_mut().zip(src).zip(tap) {
-                            *a += s * t;
-                        }
-                    }
-                }
-                for a in acc.iter_mut() {
-                    *a = act.apply(*a);
-                }
-                px += 1;
-            }
-        }
-    }
-    let out_shape = Nhwc {
-        n: shape.n,
-        h: oh_n,
-        w: ow_n,
-        c,
-    };
-    (out, out_shape)
-}
-
-/// A dense `k x k` convolution (`groups = 1`, the stem): `weight[kh, kw, c_in, c_out]`,
-/// `bias[c_out]`, activation fused.
-pub(crate) fn dense(
-    x: &[f32],
-    shape: Nhwc,
-    weight: &[f32],
-    bias: &[f32],
-    window: Window,
-    act: Act,
-    out_hw: (usize, usize),
-) -> (Vec<f32>, Nhwc) {
-    let (c_in, c_out) = (shape.c, bias.len());
-    let (oh_n, ow_n) = out_hw;
-    let k = window.kernel;
-    let mut out = vec![0f32; shape.n * oh_n * ow_n * c_out];
-    let mut px = 0;
-    for n in 0..shape.n {
-        let image = &x[n * shape.h * shape.w * c_in..(n + 1) * shape.h * shape.w * c_in];
-        for oh in 0..oh_n {
-            for ow in 0..ow_n {
-                let acc = &mut out[px * c_out..(px + 1) * c_out];
-                acc.copy_from_slice(bias);
-                for kh in 0..k {
-                    let Some(ih) = window.source(oh, kh, shape.h) else {
-                        continue;
-                    };
-                    for kw in 0..k {
-                        let Some(iw) = window.source(ow, kw, shape.w) else {
-                            continue;
-                        };
-                        let src =
-                            &image[(ih * shape.w + iw) * c_in..(ih * shape.w + iw + 1) * c_in];
-                        let taps = &weight[(kh * k + kw) * c_in * c_out..][..c_in * c_out];
-                        for (s, tap) in src.iter().zip(taps.chunks_exact(c_out)) {
-                            for (a, t) in acc.iter_mut().zip(tap) {
-                                *a += s * t;
-                            }
-                        }
-                    }
-                }
-                for a in acc.iter_mut() {
-                    *a = act.apply(*a);
-                }
-                px += 1;
-            }
-        }
-    }
-    let out_shape = Nhwc {
-        n: shape.n,
-        h: oh_n,
-        w: ow_n,
-        c: c_out,
-    };
-    (out, out_shape)
 }
 
 /// Per-image channel means of `[n, h, w, c]`: `[n, c]`.

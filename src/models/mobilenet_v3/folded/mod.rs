@@ -20,6 +20,9 @@
 //! * each rayon thread runs a few images (see [`FoldedMobileNetV3::with_chunk_size`]) through
 //!   the whole network, with no synchronisation between layers.
 
+#[macro_use]
+mod simd;
+mod conv;
 mod fold;
 mod kernels;
 
@@ -93,7 +96,7 @@ impl FoldedLayer {
                 bias,
                 window,
                 act,
-            } => kernels::dense(
+            } => conv::dense(
                 &x,
                 shape,
                 weight,
@@ -107,7 +110,7 @@ impl FoldedLayer {
                 bias,
                 window,
                 act,
-            } => kernels::depthwise(
+            } => conv::depthwise(
                 &x,
                 shape,
                 weight,
