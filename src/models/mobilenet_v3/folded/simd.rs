@@ -5,6 +5,24 @@
 //! feature check per call). The fused multiply-add ([`madd`]) is used only where the CPU has
 //! one: elsewhere `mul_add` would be a slow library call.
 
+/// Set by tests to run the baseline build of every kernel, whatever the CPU has.
+#[cfg(test)]
+pub(crate) static BASELINE_ONLY: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Whether [`multiversion`] may pick a vector extension (always, outside tests).
+#[inline(always)]
+pub(crate) fn vectors_allowed() -> bool {
+    #[cfg(test)]
+    {
+        !BASELINE_ONLY.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    #[cfg(not(test))]
+    {
+        true
+    }
+}
+
 /// `acc + s * t`, fused (one rounding) when `FMA`.
 #[inline(always)]
 pub(crate) fn madd<const FMA: bool>(acc: f32, s: f32, t: f32) -> f32 {
@@ -32,14 +50,17 @@ macro_rules! multiversion {
                 fn avx2($($arg: $ty),*) {
                     generic::<true>($($arg),*)
                 }
-                if std::arch::is_x86_feature_detected!("avx512f")
+                let vectors = super::simd::vectors_allowed();
+                if vectors
+                    && std::arch::is_x86_feature_detected!("avx512f")
                     && std::arch::is_x86_feature_detected!("avx512vl")
                     && std::arch::is_x86_feature_detected!("fma")
                 {
                     // SAFETY: the CPU has every feature `avx512` is compiled for.
                     return unsafe { avx512($($arg),*) };
                 }
-                if std::arch::is_x86_feature_detected!("avx2")
+                if vectors
+                    && std::arch::is_x86_feature_detected!("avx2")
                     && std::arch::is_x86_feature_detected!("fma")
                 {
                     // SAFETY: the CPU has every feature `avx2` is compiled for.
