@@ -8,12 +8,14 @@
 #
 # Needs a Python with torch and torchvision (PYTHON, default `python3`; for example
 # PYTHON=/path/to/venv/bin/python) and builds the example in release mode
-# (CARGO_TARGET_DIR is honoured). Extra flags for both programs: EXTRA="--size 32".
+# (CARGO_TARGET_DIR is honoured). Extra flags for both programs: EXTRA="--size 32"; for torch
+# only: TORCH_EXTRA="--channels-last".
 set -euo pipefail
 ROUNDS=${1:-5}
 THREADS=${2:-2}
 PYTHON=${PYTHON:-python3}
 EXTRA=${EXTRA:-}
+TORCH_EXTRA=${TORCH_EXTRA:-}
 cd "$(dirname "$0")/.."
 cargo build --release --quiet --example cifar_cache_timing
 BIN="${CARGO_TARGET_DIR:-target}/release/examples/cifar_cache_timing"
@@ -22,7 +24,7 @@ for round in $(seq 1 "$ROUNDS"); do
     # shellcheck disable=SC2086
     f=$("$BIN" --threads "$THREADS" $EXTRA | sed -n 's/^fedvlm_ms_per_image=//p')
     # shellcheck disable=SC2086
-    t=$(OMP_NUM_THREADS="$THREADS" "$PYTHON" scripts/time_cifar_cache_build.py --threads "$THREADS" $EXTRA \
+    t=$(OMP_NUM_THREADS="$THREADS" "$PYTHON" scripts/time_cifar_cache_build.py --threads "$THREADS" $EXTRA $TORCH_EXTRA \
         | sed -n 's/^torch_ms_per_image=//p')
     echo "round $round: fedvlm $f ms/image, torch $t ms/image"
     fed+=("$f") torch+=("$t")

@@ -14,7 +14,7 @@ batch and per image, as `torch_ms_per_image=<value>` on the last line (read by
 `scripts/bench_cache_build.sh`). With `--per-layer`, also times each child of `features` alone
 on its own input (median of the same repeats).
 
-    python scripts/time_cifar_cache_build.py [--threads 2] [--batch 256] [--size 64] [--per-layer]
+    python scripts/time_cifar_cache_build.py [--threads 2] [--batch 256] [--size 64] [--per-layer] [--channels-last]
 """
 
 from __future__ import annotations
@@ -48,12 +48,20 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--per-layer", action="store_true")
+    parser.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="model and images in torch.channels_last memory format",
+    )
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = torchvision.models.mobilenet_v3_small(weights=None, num_classes=10).eval()
     images = torch.randn(args.batch, 3, args.size, args.size)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
 
     def cache_batch():
         x = torch.flatten(model.avgpool(model.features(images)), 1)
@@ -61,7 +69,8 @@ def main() -> None:
 
     print(
         f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
-        f"{platform.processor() or platform.machine()}, threads {torch.get_num_threads()}"
+        f"{platform.processor() or platform.machine()}, threads {torch.get_num_threads()}, "
+        f"{'channels_last' if args.channels_last else 'NCHW'}"
     )
     with torch.inference_mode():
         if args.per_layer:
