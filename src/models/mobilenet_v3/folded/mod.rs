@@ -4,7 +4,8 @@
 //! [`MobileNetV3::fold_for_inference`](crate::models::MobileNetV3::fold_for_inference) builds
 //! a [`FoldedMobileNetV3`]; its [`FoldedMobileNetV3::features_pooled`] computes what
 //! [`MobileNetV3::features_pooled`](crate::models::MobileNetV3::features_pooled) computes in
-//! eval mode (within 1e-5 on the test models). The CIFAR-10 frozen-prefix cache
+//! eval mode (within 1e-5 of the largest value in `tests/mobilenet_v3_folded.rs`). The
+//! CIFAR-10 frozen-prefix cache
 //! ([`crate::experiments::cifar10::PrefixCache`]) runs on it.
 //!
 //! Why not burn's `conv2d`: at MobileNetV3's CIFAR sizes (64 px input, 2x2 to 32x32 feature
@@ -13,12 +14,21 @@
 //!
 //! * the network runs channels-last (`NHWC`), so a 1x1 convolution is one matrix product
 //!   `[images * H * W, C_in] x [C_in, C_out]` ([`gemm`], the kernel burn's `Flex` uses);
-//! * a depthwise convolution is a multiply-add over the channels for each output pixel and
-//!   tap, vectorised over the channels;
-//! * bias (the folded batch norm) and activation are applied to each output row while it is
-//!   in cache;
+//! * a depthwise convolution keeps blocks of 64, 16 or 8 channels of an output pixel in
+//!   registers while it accumulates the window's taps (`conv`);
+//! * the stem (3 input channels) gathers its 3x3 windows into a patch matrix and runs one
+//!   matrix product;
+//! * bias (the folded batch norm) and activation are applied to each output block or row while
+//!   it is in cache;
+//! * the depthwise kernel and the epilogues are compiled for AVX-512 and AVX2 with FMA as well
+//!   as the baseline, and the widest the CPU has is chosen at run time (`simd`);
 //! * each rayon thread runs a few images (see [`FoldedMobileNetV3::with_chunk_size`]) through
 //!   the whole network, with no synchronisation between layers.
+//!
+//! Measured on a 2-core AMD EPYC (AVX-512), MobileNetV3-small at 64 px, batch 256, one thread:
+//! about 0.2-0.4 ms per image (load-dependent) against 4.8-7 ms for the unfused burn model and
+//! 0.45-0.7 ms for PyTorch 2.15 in eval mode under `inference_mode` (`examples/cifar_cache_timing.rs`,
+//! `scripts/bench_cache_build.sh`).
 
 #[macro_use]
 mod simd;
