@@ -179,7 +179,7 @@ fn chunk_size_does_not_change_the_result() {
     let x = images(9, [40, 40], 7);
     let reference = model.fold_for_inference().expect("fold");
     let a = reference.features_pooled(x.clone()).expect("forward");
-    for chunk in [1, 4, 16] {
+    for chunk in [1, 4, 16, usize::MAX] {
         let b = reference
             .clone()
             .with_chunk_size(chunk)

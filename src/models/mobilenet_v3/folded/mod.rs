@@ -289,8 +289,8 @@ impl FoldedMobileNetV3 {
             return Ok(out);
         }
         images
-            .par_chunks(self.chunk * per_image)
-            .zip(out.par_chunks_mut(self.chunk * dim))
+            .par_chunks(self.chunk.saturating_mul(per_image))
+            .zip(out.par_chunks_mut(self.chunk.saturating_mul(dim)))
             .for_each(|(chunk, dst)| {
                 let n = chunk.len() / per_image;
                 dst.copy_from_slice(&self.run_chunk(chunk, Nhwc { n, ..shape }));
@@ -336,7 +336,7 @@ impl FoldedMobileNetV3 {
         let shape = self.check_input(images.len(), batch, height, width)?;
         let per_image = self.in_channels * height * width;
         let mut chunks: Vec<(Vec<f32>, Nhwc)> = images
-            .par_chunks(self.chunk * per_image)
+            .par_chunks(self.chunk.saturating_mul(per_image))
             .map(|chunk| {
                 let s = Nhwc {
                     n: chunk.len() / per_image,
