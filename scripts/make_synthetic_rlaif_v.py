@@ -138,10 +138,14 @@ def paragraph(rng: random.Random, lo: int, hi: int) -> str:
     return " ".join(" ".join(b) + "." for b in sentences)
 
 
-def make_image(rng: random.Random, np_rng: np.random.Generator, grayscale: bool) -> Image.Image:
+def make_image(
+    rng: random.Random, np_rng: np.random.Generator, grayscale: bool, max_side: int = 900
+) -> Image.Image:
     """A structured image: a two-colour gradient, random rectangles, ellipses, polygons and
-    lines, a textured patch, mild blur and per-pixel noise."""
-    w, h = rng.randint(300, 900), rng.randint(300, 900)
+    lines, a textured patch, mild blur and per-pixel noise. Sides are drawn from
+    [max(80, max_side // 3), max_side] (300-900 px by default)."""
+    lo = max(80, max_side // 3)
+    w, h = rng.randint(lo, max_side), rng.randint(lo, max_side)
     c0 = np.array([rng.randint(0, 255) for _ in range(3)], dtype=np.float32)
     c1 = np.array([rng.randint(0, 255) for _ in range(3)], dtype=np.float32)
     angle = rng.random() * math.pi
@@ -254,8 +258,17 @@ def main() -> None:
     ap.add_argument("--row-group-size", type=int, default=64, help="rows per parquet row group")
     ap.add_argument("--png-fraction", type=float, default=0.15)
     ap.add_argument("--gray-fraction", type=float, default=0.03)
+    ap.add_argument(
+        "--max-side",
+        type=int,
+        default=900,
+        help="largest image side in pixels (sides drawn from [max(80, N/3), N]); small values "
+        "write many rows fast, e.g. for memory checks against the row count",
+    )
     ap.add_argument("--tokenizer", type=Path, help="tokenizer.json: print token length statistics")
     args = ap.parse_args()
+    if args.max_side < 80:
+        raise SystemExit("--max-side must be at least 80")
     if args.rows < 1 or args.shards < 1 or args.shards > args.rows:
         ap.error("need rows >= shards >= 1")
 
@@ -269,7 +282,7 @@ def main() -> None:
     for idx, origin in enumerate(origins):
         png = rng.random() < args.png_fraction
         gray = not png and rng.random() < args.gray_fraction
-        image = make_image(rng, np_rng, gray)
+        image = make_image(rng, np_rng, gray, args.max_side)
         data, ext = encode(rng, image, png)
         name = f"{origin.lower()}_{idx:06d}.{ext}"
         rows.append(

@@ -74,8 +74,7 @@ struct MobileNetMatchesTorchvision;
 
 impl BackendTest for MobileNetMatchesTorchvision {
     fn run<B: AutodiffBackend>(device: &B::Device) {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mobilenet_v3");
+        let dir = common::repo_root().join("tests/fixtures/mobilenet_v3");
         let io = TensorFile::open(dir.join("io.safetensors"));
         let config = MobileNetV3Config::small(10).with_width_mult(0.25);
         let model = MobileNetV3::<B::InnerBackend>::load_safetensors(

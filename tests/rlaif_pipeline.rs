@@ -392,7 +392,7 @@ fn dropping_cached_pixels_changes_nothing_but_needs_the_cache() {
     let freed = data.drop_cached_pixels(&cache, 1).unwrap();
     assert_eq!(freed, 16 - 2, "all but one test sample per client");
     for (k, test) in data.split.test.iter().enumerate() {
-        assert!(!data.samples[test[0]].pixel_values.is_empty(), "client {k}");
+        assert!(data.samples[test[0]].image.is_present(), "client {k}");
     }
     let data = Arc::new(data);
     let inputs = RunInputs {

@@ -361,6 +361,7 @@ fn cache_in(
         precision,
         budget_bytes,
         batch_size: 3,
+        parallel: true,
     };
     Arc::new(
         FrozenPrefixCache::build_from(model, samples, &all, &config, &Default::default()).unwrap(),

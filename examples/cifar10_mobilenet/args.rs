@@ -15,7 +15,7 @@ use fedvlm::experiments::cifar10::{
     Cifar10Config, ClientSplit, PrefixCache, RunInputs, StrategyKind, build_cache, load_backbone,
     torchvision_weights,
 };
-use fedvlm::federated::WireDtype;
+use fedvlm::federated::{CohortMode, WireDtype};
 use fedvlm::models::{AdapterTargets, MobileNetV3, MobileNetV3Arch};
 use fedvlm::{FedError, Sharing};
 use robustness::RobustnessArgs;
@@ -105,12 +105,20 @@ pub struct Args {
     /// Continue from the checkpoints in --out.
     #[arg(long)]
     pub resume: bool,
+    /// Cohort-batched training from the cache: `auto` (default: as many clients at once as
+    /// memory allows), `off` (one client after the other) or a number of clients per cohort.
+    #[arg(long, value_parser = parse_cohort)]
+    pub cohort_size: Option<CohortMode>,
     /// A preset that finishes in a few minutes on a laptop CPU (flags still override it).
     #[arg(long)]
     pub quick: bool,
     /// Failing clients and differential privacy.
     #[command(flatten)]
     pub robustness: RobustnessArgs,
+}
+
+fn parse_cohort(s: &str) -> Result<CohortMode, String> {
+    CohortMode::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_arch(s: &str) -> Result<MobileNetV3Arch, String> {
@@ -157,6 +165,9 @@ impl Args {
         }
         c.augment = self.augment;
         c.cache = !self.no_cache;
+        if let Some(cohort) = self.cohort_size {
+            c.cohort = cohort;
+        }
         self.robustness.apply(&mut c.failures, &mut c.dp);
         c
     }

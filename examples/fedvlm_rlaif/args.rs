@@ -1,6 +1,8 @@
 //! The RLAIF-V experiment's flags, and the model, data and cache they ask for: shared by this
 //! example and by `flower_node --task rlaif`.
 
+#[path = "dataset.rs"]
+pub mod dataset;
 #[path = "../common/robustness.rs"]
 pub mod robustness;
 
@@ -12,22 +14,17 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use clap::Parser;
 use fedvlm::Sharing;
-use fedvlm::data::{RLAIF_V_REPO, RlaifV, RlaifVOptions, RlaifVShards};
+use fedvlm::data::{RLAIF_V_REPO, RlaifVShards};
 use fedvlm::experiments::rlaif::{
-    AnswerEvalConfig, RlaifConfig, RlaifData, RunInputs, build_cache, freeze_base,
+    AnswerEvalConfig, RlaifConfig, RlaifData, RunInputs, VqaDataset, freeze_base,
 };
-use fedvlm::experiments::vqa::{CacheConfig, FrozenPrefixCache};
+use fedvlm::experiments::vqa::{
+    CacheConfig, DiskCacheOptions, EncodedBytes, FrozenPrefixCache, ImageStore,
+};
 use fedvlm::models::florence2::processor::Florence2Processor;
-use fedvlm::models::florence2::{Florence2, Florence2Pipeline, GenerationConfig};
+use fedvlm::models::florence2::{Florence2, Florence2Pipeline, GenerationConfig, TINY_RANDOM};
 use fedvlm::strategy::StrategyKind;
 use robustness::RobustnessArgs;
-
-/// Samples per forward pass while the cache is built: 1 on the CPU (fresh multi-megabyte
-/// activation buffers of bigger batches cost more in page faults than batching saves).
-#[cfg(not(feature = "cuda"))]
-const DEFAULT_CACHE_BATCH: usize = 1;
-#[cfg(feature = "cuda")]
-const DEFAULT_CACHE_BATCH: usize = 16;
 
 /// Any error, printed for the user.
 pub type AnyError = Box<dyn std::error::Error>;
@@ -37,11 +34,17 @@ pub type AnyError = Box<dyn std::error::Error>;
     about = "Federated pLoRA fine-tuning of Florence-2 on RLAIF-V (the FedVLM paper's Tables 3-4, Figures 2, 3, 5)"
 )]
 pub struct Args {
-    /// Folder holding the RLAIF-V shards (`RLAIF-V-Dataset_*.parquet`); by default they are
-    /// read from (or downloaded into) the Hugging Face cache.
+    /// The dataset: rlaif-v (openbmb/RLAIF-V-Dataset) or okvqa (lmms-lab/OK-VQA, val2014;
+    /// always IID clients, the target is the most common of the ten human answers).
+    #[arg(long, default_value = "rlaif-v")]
+    pub dataset: VqaDataset,
+    /// Folder holding the dataset's parquet files (RLAIF-V: `RLAIF-V-Dataset_*.parquet`;
+    /// OK-VQA: `val2014-*.parquet`, directly or under `data/`); by default they are read from
+    /// (or downloaded into) the Hugging Face cache.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Florence-2 checkpoint: a hub id or a local folder.
+    /// Florence-2 checkpoint: a hub id, a local folder, or `tiny-random` (a tiny random model
+    /// with a bundled stand-in tokenizer, 64x64 images: offline smoke runs and memory checks).
     #[arg(long, default_value = "microsoft/Florence-2-base")]
     pub model: String,
     /// One sharing rule (plora, fedavg-lora, ffa-lora, fedsa-lora); overrides --compare.
@@ -68,8 +71,18 @@ pub struct Args {
     #[arg(long)]
     pub iid: bool,
     /// Centralised training: one trainer with all clients' data, the same budget.
-    #[arg(long)]
+    #[arg(long, alias = "centralised")]
     pub centralized: bool,
+    /// Also train centrally (pLoRA, one trainer holding every client's samples, the same
+    /// rounds and epochs) after the federated rules, on the same samples and cache: the
+    /// paper's Figure 2 (centralised vs FedVLM) in one run and one chart.
+    #[arg(long, alias = "vs-centralised", conflicts_with = "centralized")]
+    pub vs_centralized: bool,
+    /// The client ablation (Table 4): one federation per client count (e.g. 2,4,6,8), with
+    /// --sharing (default plora), each in `<out>/clients-<n>/`, and the table in
+    /// `<out>/clients_sweep.{md,csv}`. Non-IID by source for RLAIF-V unless --iid.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["centralized", "vs_centralized"])]
+    pub clients_sweep: Vec<usize>,
     /// Federated rounds.
     #[arg(long)]
     pub rounds: Option<u64>,
@@ -141,13 +154,24 @@ pub struct Args {
     /// precision is for GPUs; adapters always train in f32).
     #[arg(long)]
     pub prefix_precision: Option<fedvlm::models::Precision>,
-    /// Samples per forward pass while the frozen-prefix cache is built (CPU default 1: on
-    /// burn's CPU backend big batches cost more per sample, see BENCHMARKS.md; CUDA 16).
-    #[arg(long, default_value_t = DEFAULT_CACHE_BATCH)]
-    pub cache_batch_size: usize,
-    /// Memory budget of the frozen-prefix cache in MiB (samples beyond it are recomputed).
+    /// Samples per forward pass while the frozen-prefix cache is built (default per backend:
+    /// 1 on the CPU, several batches at once on its threads, see BENCHMARKS.md; 16 on a GPU,
+    /// one batch in flight).
+    #[arg(long)]
+    pub cache_batch_size: Option<usize>,
+    /// Memory budget in MiB of the frozen-prefix cache's shards held in RAM (every sample is
+    /// cached on disk; least recently used shards are dropped first).
     #[arg(long, default_value_t = 4096)]
     pub cache_mib: usize,
+    /// Folder of the on-disk frozen-prefix cache (and of the run's temporary image file);
+    /// default `<out>/prefix-cache`. Reused by --resume and later runs while the model,
+    /// precision, image processing and samples are the same; rebuilt (with a message)
+    /// otherwise.
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Seed of `--model tiny-random`'s weights.
+    #[arg(long, default_value_t = 0)]
+    pub model_seed: u64,
     /// Abort on a malformed RLAIF-V row instead of skipping and counting it.
     #[arg(long)]
     pub strict: bool,
@@ -220,7 +244,7 @@ impl Args {
             limit: self.answer_eval_limit,
             num_beams: self.num_beams,
         };
-        c.iid = self.iid;
+        c.iid = self.iid || self.dataset.iid_only();
         c.centralized = self.centralized;
         c.cache = !self.no_cache;
         if let Some(precision) = self.prefix_precision {
@@ -247,23 +271,6 @@ pub fn find_shards(args: &Args) -> Result<RlaifVShards, AnyError> {
             )
         })?,
     })
-}
-
-/// Reads the shards (only as many rows per source as the per-client cap can use).
-pub fn load_data(
-    args: &Args,
-    shards: &RlaifVShards,
-    config: &RlaifConfig,
-) -> Result<RlaifV, AnyError> {
-    let mut options = RlaifVOptions::new().strict(args.strict);
-    if let Some(cap) = config.max_samples_per_client {
-        // Enough rows of every source for any client grouping or IID share, drawn uniformly
-        // at random (seeded) from each source rather than its first rows.
-        options = options
-            .max_samples_per_source(cap.saturating_mul(config.clients))
-            .sample_seed(config.seed);
-    }
-    Ok(RlaifV::load_files(&shards.files, &options)?)
 }
 
 /// What [`Args::prepare`] loads: everything a run (or one node) needs besides the rule.
@@ -306,31 +313,90 @@ impl<B: AutodiffBackend> Prepared<B> {
     }
 }
 
+/// The frozen model, its processor and generation settings.
+pub struct Model<B: AutodiffBackend> {
+    /// Florence-2 with every weight frozen.
+    pub base: Florence2<B>,
+    /// The processor (tokenizer, image preprocessing).
+    pub processor: Florence2Processor,
+    /// The checkpoint's generation settings.
+    pub generation: GenerationConfig,
+}
+
 impl Args {
+    /// The on-disk cache folder: `--cache-dir`, or `<out>/prefix-cache`.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(|| self.out.join("prefix-cache"))
+    }
+
     /// Loads the model and the data, splits the trainers and builds the frozen-prefix cache.
     pub fn prepare<B: AutodiffBackend>(&self, device: &B::Device) -> Result<Prepared<B>, AnyError> {
-        let args = self;
         let config = self.config();
         config.validate()?;
-        let device = device.clone();
         // Data files first: a missing folder fails before the (large) model is loaded.
-        let shards = find_shards(args)?;
-        let pipeline = Florence2Pipeline::<B>::from_pretrained(&args.model, &device).map_err(|e| {
-            format!(
-                "cannot load the model `{}`: {e}\n(offline? pass --model FOLDER holding config.json, \
-                 model.safetensors, tokenizer.json and preprocessor_config.json)",
-                args.model
-            )
-        })?;
+        let files = dataset::find_files(self)?;
+        let model = self.load_model::<B>(device)?;
+        // Images go to a file beside the cache as they are read; a batch decodes its own.
+        let store = Arc::new(ImageStore::temporary(self.cache_dir())?);
+        let (rows, images) = dataset::load_rows(self, &files, &config, config.clients, &store)?;
+        println!("{}", rows.summary());
+        let data = self.prepare_data(&config, &rows, &images, &model.processor)?;
+        drop((rows, images));
+        let cache = self.cache_for(&model.base, &config, &data, device, &self.cache_dir())?;
+        Ok(Prepared {
+            config,
+            data: Arc::new(data),
+            base: model.base,
+            processor: model.processor,
+            generation: model.generation,
+            cache,
+        })
+    }
+
+    /// Loads `--model` (or builds `tiny-random`), every weight frozen.
+    pub fn load_model<B: AutodiffBackend>(&self, device: &B::Device) -> Result<Model<B>, AnyError> {
+        let pipeline = if self.model == TINY_RANDOM {
+            Florence2Pipeline::<B>::tiny_random(self.model_seed, device)?
+        } else {
+            Florence2Pipeline::<B>::from_pretrained(&self.model, device).map_err(|e| {
+                format!(
+                    "cannot load the model `{}`: {e}\n(offline? pass --model FOLDER holding \
+                     config.json, model.safetensors, tokenizer.json and preprocessor_config.json, \
+                     or --model {TINY_RANDOM})",
+                    self.model
+                )
+            })?
+        };
         let generation = pipeline.generation_config();
         let (model, _, processor) = pipeline.into_parts();
-        let base = freeze_base(model);
+        Ok(Model {
+            base: freeze_base(model),
+            processor,
+            generation,
+        })
+    }
 
-        let rows = load_data(args, &shards, &config)?;
-        println!("{}", rows.summary());
+    /// Splits the trainers and tokenises their samples (images stay encoded: `images[r]` is
+    /// where row `r`'s went), with a log line.
+    pub fn prepare_data(
+        &self,
+        config: &RlaifConfig,
+        rows: &dataset::LoadedRows,
+        images: &[EncodedBytes],
+        processor: &Florence2Processor,
+    ) -> Result<RlaifData, AnyError> {
         let t = Instant::now();
-        let mut data = RlaifData::prepare(&config, &rows, &processor)?;
-        drop(rows);
+        let data = RlaifData::prepare_with_images(config, rows.rows(), processor, |r, _| {
+            Ok(images.get(r).cloned())
+        })?;
+        if data.skipped_task_token > 0 {
+            println!(
+                "skipped {} rows whose question holds a Florence-2 task token",
+                data.skipped_task_token
+            );
+        }
         println!(
             "{} samples preprocessed in {:.1} s; {} trainer(s): {}",
             data.samples.len(),
@@ -350,41 +416,56 @@ impl Args {
             "{} rounds x {} local epochs, batch {}, lr {}",
             config.rounds, config.local_epochs, config.batch_size, config.lr,
         );
+        Ok(data)
+    }
 
-        let cache = if config.cache {
-            let t = Instant::now();
-            let cache_config = CacheConfig {
-                budget_bytes: args.cache_mib << 20,
-                precision: config.prefix_precision,
-                batch_size: args.cache_batch_size,
-                ..CacheConfig::default()
-            };
-            let cache = build_cache(&base.valid(), &data, &cache_config, &device)?;
-            // Cached samples no longer need their pixels (except those that generate answers).
-            let keep = config
-                .answer_eval
-                .test_samples_needed(config.answers_per_client);
-            let freed = data.drop_cached_pixels(&cache, keep)?;
-            println!(
-                "frozen-prefix cache: {} of {} samples, {} MB, computed in {} in {:.1} s ({freed} images freed)",
-                cache.len(),
-                cache.num_samples(),
-                cache.bytes() / 1_000_000,
-                cache.precision(),
-                t.elapsed().as_secs_f64()
-            );
-            Some(Arc::new(cache))
-        } else {
-            None
+    /// The frozen-prefix cache of `data` in `dir` (unless `--no-cache`): built on disk, or
+    /// reused from an earlier run with the same key (rebuilt with a message otherwise).
+    pub fn cache_for<B: AutodiffBackend>(
+        &self,
+        base: &Florence2<B>,
+        config: &RlaifConfig,
+        data: &RlaifData,
+        device: &B::Device,
+        dir: &std::path::Path,
+    ) -> Result<Option<Arc<FrozenPrefixCache>>, fedvlm::FedError> {
+        if !config.cache {
+            return Ok(None);
+        }
+        let t = Instant::now();
+        let defaults = CacheConfig::for_backend::<B>(device);
+        let cache_config = CacheConfig {
+            budget_bytes: self.cache_mib << 20,
+            precision: config.prefix_precision,
+            batch_size: self.cache_batch_size.unwrap_or(defaults.batch_size),
+            ..defaults
         };
-
-        Ok(Prepared {
-            config,
-            data: Arc::new(data),
-            base,
-            processor,
-            generation,
-            cache,
-        })
+        let options = DiskCacheOptions::new(dir);
+        let (cache, stats) = FrozenPrefixCache::build_on_disk(
+            &base.valid(),
+            &data.samples,
+            &cache_config,
+            &options,
+            device,
+        )?;
+        if let Some(reason) = &stats.rebuilt {
+            println!(
+                "frozen-prefix cache in {}: {reason}; rebuilt",
+                dir.display()
+            );
+        }
+        println!(
+            "frozen-prefix cache: {} samples, {} MB on disk in {}, {} shards reused, {} built, \
+             {} prefix forward passes, computed in {}, {:.1} s",
+            cache.num_samples(),
+            cache.bytes() / 1_000_000,
+            dir.display(),
+            stats.shards_reused,
+            stats.shards_built,
+            stats.forward_passes,
+            cache.precision(),
+            t.elapsed().as_secs_f64()
+        );
+        Ok(Some(Arc::new(cache)))
     }
 }

@@ -165,6 +165,20 @@ pub enum DataError {
         /// What is wrong with the row.
         reason: crate::data::RlaifVSkip,
     },
+    /// An OK-VQA row is malformed and the reader runs in strict mode.
+    #[error("{path}: row {row} (row group {row_group}, row {row_in_group} in it): {reason}")]
+    MalformedOkVqaRow {
+        /// The file.
+        path: String,
+        /// The row group (0-based).
+        row_group: usize,
+        /// The row's index within the file (0-based).
+        row: usize,
+        /// The row's index within its row group (0-based).
+        row_in_group: usize,
+        /// What is wrong with the row.
+        reason: crate::data::OkVqaSkip,
+    },
     /// A folder holds none of a dataset's shard files.
     #[error("{dir}: no files named {pattern}")]
     NoShards {

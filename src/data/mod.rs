@@ -11,6 +11,9 @@
 //! * [`RlaifV`]: the RLAIF-V parquet shards ([`RlaifVShards`] finds them locally or on the
 //!   hub), malformed rows skipped and counted; [`partition_rlaif_v`] deals them to clients by
 //!   source dataset or IID, with per-client train/test splits.
+//! * [`OkVqa`]: OK-VQA's parquet files (`lmms-lab/OK-VQA`, found by [`OkVqaFiles`]), the ten
+//!   human answers per question and their most common one as the training target;
+//!   [`partition_okvqa`] deals them to IID clients.
 //!
 //! ```no_run
 //! use burn::backend::Flex;
@@ -28,6 +31,7 @@ mod cifar10;
 mod download;
 mod error;
 mod image;
+pub mod okvqa;
 pub mod rlaif_v;
 
 pub use cifar10::{
@@ -40,6 +44,11 @@ pub use download::{
 };
 pub use error::DataError;
 pub use image::{Augmentation, IMAGENET_MEAN, IMAGENET_STD, ImageTransform, to_tensor_batch};
+pub use okvqa::{
+    OKVQA_ANSWERS_PER_QUESTION, OKVQA_REPO, OKVQA_SOURCE, OkVqa, OkVqaFiles, OkVqaOptions,
+    OkVqaSample, OkVqaSkip, OkVqaSource, OkVqaSummary, is_okvqa_file, majority_answer, okvqa_files,
+    partition_okvqa, read_okvqa,
+};
 pub use rlaif_v::{
     CHOSEN_COLUMN, IMAGE_BYTES_FIELD, IMAGE_COLUMN, ImageCheck, ORIGIN_COLUMN, QUESTION_COLUMN,
     RLAIF_V_REPO, RLAIF_V_SHARD_PATTERN, RLAIF_V_SHARD_PREFIX, RLAIF_V_SHARD_SUFFIX, RlaifV,

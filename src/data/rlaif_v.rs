@@ -52,6 +52,9 @@ mod reservoir;
 mod sample;
 
 pub use hub::{RLAIF_V_REPO, RlaifVShards, RlaifVSource};
+// Shared with the OK-VQA reader (same hub layout, same hostile-parquet guards).
+pub(crate) use hub::{cached_files, download_files};
+pub(crate) use parquet_guard::{check_column_chunks, parquet_call, parquet_step};
 pub use partition::{
     RlaifVClient, RlaifVPartitionOptions, RlaifVScheme, partition_by_source_keys, partition_rlaif_v,
 };
@@ -61,3 +64,4 @@ pub use reader::{
     read_rlaif_v, rlaif_v_shards,
 };
 pub use sample::{ImageCheck, RlaifVOptions, RlaifVSample, RlaifVSkip, RlaifVSummary};
+pub(crate) use sample::{decode_image, image_dimensions};

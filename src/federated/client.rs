@@ -12,10 +12,9 @@ use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use rand::seq::SliceRandom;
-use rand::{SeedableRng, rngs::ChaCha8Rng};
 use serde::{Deserialize, Serialize};
 
+use super::cohort::shuffle_epoch;
 use super::optimizer::LocalOptimizer;
 pub use super::optimizer::OptimizerConfig;
 use super::optimizer_state::{load_state, save_state};
@@ -186,6 +185,37 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> ClientRuntime<B, M> {
         Ok(())
     }
 
+    /// The ids of the parameters that train under the sharing rule.
+    pub fn trainable(&self) -> &HashSet<ParamId> {
+        &self.trainable
+    }
+
+    /// Whether the client keeps an optimiser from an earlier round.
+    pub fn has_kept_optimizer(&self) -> bool {
+        self.optimizer.is_some()
+    }
+
+    /// Takes the outcome of training done elsewhere (a cohort, [`super::cohort`]) for `round`:
+    /// `model` becomes the client's model and its shared tensors the update that travels, as
+    /// [`ClientRuntime::train`] would return them.
+    pub fn finish_training(
+        &mut self,
+        model: M::InnerModule,
+        round: u64,
+        examples: usize,
+        train_loss: f64,
+    ) -> LocalTraining {
+        let mut update = collect_shared(&model, &self.spec);
+        update.round = round;
+        update.num_examples = examples as u64;
+        self.model = model;
+        LocalTraining {
+            update,
+            train_loss,
+            examples,
+        }
+    }
+
     /// The state of the optimiser kept across rounds
     /// ([`ClientConfig::keep_optimizer_state`]), as named tensors keyed by parameter path
     /// (`path#moment_1`...), so that it can be restored into a rebuilt model; `None` when the
@@ -246,8 +276,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> ClientRuntime<B, M> {
         let (mut loss_sum, mut loss_count) = (0.0, 0usize);
         let mut order: Vec<usize> = (0..n).collect();
         for epoch in 0..config.local_epochs {
-            let seed = mix_seed(&[config.seed, round, k as u64, 3, epoch as u64]);
-            order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+            shuffle_epoch(&mut order, config.seed, round, k, epoch);
             for batch in order.chunks(config.batch_size) {
                 let step = batch_gradients(task, &model, k, round, batch, config, anchor.as_ref())?;
                 loss_sum += step.loss_sum;

@@ -9,6 +9,7 @@ mod atomic;
 pub mod checkpoint;
 pub mod client;
 pub mod client_state;
+pub mod cohort;
 pub mod export;
 pub mod failures;
 pub mod federation;
@@ -18,6 +19,7 @@ pub mod phase;
 pub mod prox;
 pub mod report;
 mod resume;
+mod round_eval;
 pub mod run_dir;
 pub mod server;
 pub mod simulation;
@@ -33,6 +35,7 @@ pub use client::{
     ClientConfig, ClientModel, ClientRuntime, LocalTraining, OptimizerConfig, evaluate_model,
 };
 pub use client_state::{ClientStateDir, SavedClientState};
+pub use cohort::{CohortMode, CohortTrainer};
 pub use export::{
     LabelledRun, MetricNames, write_csv, write_csv_named, write_svg_chart, write_svg_chart_named,
 };

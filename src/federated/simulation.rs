@@ -9,22 +9,22 @@ use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng, rngs::ChaCha8Rng};
 use serde::{Deserialize, Serialize};
 
-use super::client::{ClientConfig, ClientModel, ClientRuntime, OptimizerConfig, evaluate_model};
+use super::client::{ClientConfig, ClientModel, ClientRuntime, OptimizerConfig};
+use super::cohort::CohortMode;
 use super::failures::FailurePolicy;
 use super::phase::{self, RunPhase};
-use super::report::{ClientRoundReport, Rejection, RoundReport};
+use super::report::{Rejection, RoundReport};
 use super::server::Server;
-use super::task::{FederatedTask, Split};
+use super::task::FederatedTask;
 use crate::error::{FedError, Result};
 use crate::lora::{ShareSpec, check_trainable, common_frozen_a};
-use crate::metrics::{ClassificationMetrics, mean_metrics};
 use crate::params::{ClientUpdate, Payload, WireDtype};
 use crate::privacy::RdpAccountant;
 use crate::seed::mix_seed;
 use crate::strategy::{Strategy, clip_update};
 
 /// Per client of a round: (train loss, examples, bytes up, bytes down, seconds).
-type Trained = BTreeMap<usize, (f64, usize, usize, usize, f64)>;
+pub(super) type Trained = BTreeMap<usize, (f64, usize, usize, usize, f64)>;
 
 /// Settings of a federated simulation. Defaults are the paper's RLAIF-V settings
 /// (5 rounds, 3 local epochs, batch 16, AdamW at lr 1e-6, every client every round).
@@ -74,6 +74,12 @@ pub struct SimulationConfig {
     /// `accept_failures`, a cap on example counts).
     #[serde(default)]
     pub failures: FailurePolicy,
+    /// Cohort-batched local training ([`crate::federated::cohort`]): the sampled clients of a
+    /// task that offers it ([`FederatedTask::cohort`]) train together as one batched
+    /// computation, with the same results as one after the other (within rounding). Not used
+    /// with `keep_optimizer_state` or `micro_batch_size`. Default: automatic cohort size.
+    #[serde(default)]
+    pub cohort: CohortMode,
 }
 
 impl Default for SimulationConfig {
@@ -94,6 +100,7 @@ impl Default for SimulationConfig {
             global_eval_every: 1,
             progress: true,
             failures: FailurePolicy::default(),
+            cohort: CohortMode::Auto,
         }
     }
 }
@@ -322,11 +329,11 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
         // relative to the global it received before sending.
         let clip = self.server.strategy().client_clipping_norm();
 
-        let mut updates = Vec::with_capacity(sampled.len());
-        let mut training = Trained::new();
         let (mut failed, mut rejected) = (Vec::new(), Vec::new());
+        // Every sampled client that is not dropped first receives the current global state if
+        // it missed the last broadcast; then all of them train (in cohorts where possible).
+        let mut ready = Vec::with_capacity(sampled.len());
         for &k in &sampled {
-            let t0 = Instant::now();
             bar.inc(1);
             if self.dropped(round, k) {
                 failed.push(Rejection {
@@ -336,16 +343,22 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
                 continue;
             }
             let client = &mut self.clients[k];
-            // A client that missed the last broadcast downloads the current global state.
             let mut bytes_down = 0;
             if client.synced() != Some(download.round) {
                 client.receive(&Payload::from_bytes(&down_bytes)?)?;
                 bytes_down += down_bytes.len();
             }
-            let prox = mu.map(|mu| (&download, mu));
-            phase::reached(|| RunPhase::Training { round, client: k });
+            ready.push((k, bytes_down));
+        }
+        let prox = mu.map(|mu| (&download, mu));
+        let order: Vec<usize> = ready.iter().map(|&(k, _)| k).collect();
+        let outcomes = self.train_clients(&order, round, &client_config, prox)?;
+
+        let mut updates = Vec::with_capacity(sampled.len());
+        let mut training = Trained::new();
+        for ((k, bytes_down), (outcome, seconds)) in ready.into_iter().zip(outcomes) {
             // A client whose training fails is reported and left out; its model is unchanged.
-            let mut trained = match client.train(&self.task, round, &client_config, prox) {
+            let mut trained = match outcome {
                 Ok(trained) => trained,
                 Err(error) => {
                     failed.push(Rejection {
@@ -359,7 +372,6 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
                 clip_update(&mut trained.update, &download, norm);
             }
             let up_bytes = trained.update.to_bytes(dtype)?;
-            let seconds = t0.elapsed().as_secs_f64();
             training.insert(
                 k,
                 (
@@ -436,65 +448,5 @@ impl<B: AutodiffBackend, T: FederatedTask<B>, S: Strategy> Simulation<B, T, S> {
             && ChaCha8Rng::seed_from_u64(mix_seed(&[self.config.seed, round, k as u64, 4]))
                 .random::<f64>()
                 < rate
-    }
-
-    fn evaluate_round(
-        &self,
-        round: u64,
-        sampled: &[usize],
-        training: Trained,
-        rejected: Vec<Rejection>,
-        started: Instant,
-    ) -> Result<RoundReport> {
-        let every = self.config.global_eval_every;
-        let has_global = self.task.num_examples(0, Split::GlobalTest) > 0
-            && every > 0
-            && (round == 0 || round.is_multiple_of(every) || round == self.config.rounds);
-        let global = Payload::from_bytes(&self.server.global().to_bytes(self.config.wire_dtype)?)?;
-        let batch = self.config.eval_batch_size;
-        let mut clients = Vec::with_capacity(self.clients.len());
-        for (k, client) in self.clients.iter().enumerate() {
-            let personal = if round == 0 {
-                client.model().clone()
-            } else {
-                client.personalized(&global)?
-            };
-            let test = evaluate_model(&self.task, &personal, k, Split::Test, batch)?;
-            let global_test = if has_global {
-                evaluate_model(&self.task, &personal, k, Split::GlobalTest, batch)?
-            } else {
-                None
-            };
-            let trained = training.get(&k);
-            clients.push(ClientRoundReport {
-                client: k,
-                participated: trained.is_some(),
-                train_loss: trained.map(|t| t.0),
-                train_examples: trained.map_or(0, |t| t.1),
-                bytes_up: trained.map_or(0, |t| t.2),
-                bytes_down: trained.map_or(0, |t| t.3),
-                seconds: trained.map_or(0.0, |t| t.4),
-                test,
-                global_test,
-            });
-        }
-        let mean_of = |pick: fn(&ClientRoundReport) -> Option<ClassificationMetrics>| {
-            let all: Vec<ClassificationMetrics> = clients.iter().filter_map(pick).collect();
-            mean_metrics(&all)
-        };
-        Ok(RoundReport {
-            round,
-            sharing: self.spec.sharing.name().to_string(),
-            strategy: self.server.strategy().name(),
-            sampled: sampled.to_vec(),
-            mean_test: mean_of(|c| c.test),
-            mean_global_test: mean_of(|c| c.global_test),
-            clients,
-            rejected,
-            failed: Vec::new(),
-            aggregated: true,
-            privacy: None,
-            seconds: started.elapsed().as_secs_f64(),
-        })
     }
 }

@@ -4,6 +4,7 @@ use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
+use super::cohort::CohortTrainer;
 use crate::error::{FedError, Result};
 
 /// Which examples of a client (or of the shared test set) a batch comes from.
@@ -134,6 +135,13 @@ pub trait FederatedTask<B: AutodiffBackend> {
     fn loss_weight(&self, client: usize, batch: &[usize]) -> Result<f64> {
         let _ = client;
         Ok(batch.len() as f64)
+    }
+
+    /// The task's batched trainer of several clients at once, when it has one: the simulation
+    /// then trains the sampled clients in cohorts ([`crate::SimulationConfig::cohort`]). The
+    /// default, `None`, trains every client on its own through [`Self::loss`].
+    fn cohort(&self) -> Option<&dyn CohortTrainer<B, Self::Model>> {
+        None
     }
 
     /// Scores `model` (without autodiff) on the examples `batch` of `client`'s `split`.

@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod florence2_wide;
 pub mod mutate;
+pub mod okvqa_parquet;
 pub mod rlaif_shards;
 
 use std::path::{Path, PathBuf};
@@ -14,9 +15,18 @@ use fedvlm::models::florence2::hub::HubOptions;
 use safetensors::SafeTensors;
 use safetensors::tensor::Dtype;
 
+/// The repository root: `FEDVLM_REPO_ROOT` when set (test binaries built on one machine and
+/// run from another checkout, as `scripts/gpu_check.sh` does), else the crate's own folder.
+pub fn repo_root() -> PathBuf {
+    match std::env::var_os("FEDVLM_REPO_ROOT") {
+        Some(root) if !root.is_empty() => PathBuf::from(root),
+        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+    }
+}
+
 /// `tests/fixtures/florence2/` (made by `scripts/generate_florence2_reference.py`).
 pub fn florence2_fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/florence2")
+    repo_root().join("tests/fixtures/florence2")
 }
 
 /// The tensors of one safetensors file, read once.

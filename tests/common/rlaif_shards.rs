@@ -88,3 +88,53 @@ pub fn write_dataset(dir: &Path) {
     rg.close().expect("close row group");
     writer.close().expect("close writer");
 }
+
+/// A tiny image (`side` x `side` PNG, a few hundred bytes).
+fn small_png(seed: u32, side: u32) -> Vec<u8> {
+    let img = RgbImage::from_fn(side, side, |x, y| {
+        image::Rgb([
+            (x * 31 + seed) as u8,
+            (y * 17 + seed * 7) as u8,
+            ((x ^ y) * 5 + seed * 3) as u8,
+        ])
+    });
+    let mut buf = Vec::new();
+    DynamicImage::ImageRgb8(img)
+        .write_to(&mut Cursor::new(&mut buf), ImageFormat::Png)
+        .expect("encode");
+    buf
+}
+
+/// One shard `RLAIF-V-Dataset_000.parquet` of `rows` rows in row groups of 512, spread over
+/// the sources `sources` in turn, with `side` x `side` PNG images (a few hundred bytes each),
+/// short questions and answers.
+pub fn write_rows(dir: &Path, rows: usize, sources: &[&str], side: u32) {
+    let schema = Arc::new(parse_message_type(SCHEMA).expect("schema"));
+    let props = Arc::new(WriterProperties::builder().build());
+    let path = dir.join("RLAIF-V-Dataset_000.parquet");
+    let file = std::fs::File::create(path).expect("create shard");
+    let mut writer = SerializedFileWriter::new(file, schema, props).expect("writer");
+    let words = ["red", "blue", "green", "cat", "dog", "tree", "car", "sky"];
+    for start in (0..rows).step_by(512) {
+        let end = (start + 512).min(rows);
+        let mut group: Vec<Row> = Vec::with_capacity(end - start);
+        for i in start..end {
+            let w = words[i % words.len()];
+            group.push((
+                small_png(i as u32, side),
+                format!("What is the {w} in {i}?"),
+                format!("A {w}."),
+                sources[i % sources.len()].to_string(),
+            ));
+        }
+        let mut rg = writer.next_row_group().expect("row group");
+        let col = |f: &dyn Fn(&Row) -> Vec<u8>| -> Vec<Vec<u8>> { group.iter().map(f).collect() };
+        write_column(&mut rg, &col(&|r| r.0.clone()), 2);
+        write_column(&mut rg, &col(&|_| b"img.png".to_vec()), 2);
+        write_column(&mut rg, &col(&|r| r.1.clone().into_bytes()), 1);
+        write_column(&mut rg, &col(&|r| r.2.clone().into_bytes()), 1);
+        write_column(&mut rg, &col(&|r| r.3.clone().into_bytes()), 1);
+        rg.close().expect("close row group");
+    }
+    writer.close().expect("close writer");
+}

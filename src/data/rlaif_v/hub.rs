@@ -99,7 +99,12 @@ impl RlaifVShards {
             revision: options.revision.clone(),
         };
         if options.offline {
-            let files = cached_shards(&options.cache_dir, &repo, &options.revision);
+            let files = cached_files(
+                &options.cache_dir,
+                &repo,
+                &options.revision,
+                is_rlaif_v_shard,
+            );
             if files.is_empty() {
                 return Err(DataError::NotInHubCache {
                     repo: repo_id.to_string(),
@@ -110,44 +115,68 @@ impl RlaifVShards {
             }
             return Ok(Self { files, source });
         }
-        let files = download(repo_id, repo, options)?;
+        let files = download_files(
+            repo_id,
+            repo,
+            options,
+            is_rlaif_v_shard,
+            RLAIF_V_SHARD_PATTERN,
+        )?;
         Ok(Self { files, source })
     }
 }
 
-/// The shards of `repo` at `revision` in the hub cache `cache_dir` (the revision's snapshot
-/// folder, searched two folders deep), sorted by file name; empty when there are none.
-fn cached_shards(cache_dir: &Path, repo: &Repo, revision: &str) -> Vec<PathBuf> {
+/// The files of `repo` at `revision` in the hub cache `cache_dir` whose names pass
+/// `is_shard` (the revision's snapshot folder, searched two folders deep), sorted by file
+/// name; empty when there are none.
+pub(crate) fn cached_files(
+    cache_dir: &Path,
+    repo: &Repo,
+    revision: &str,
+    is_shard: fn(&str) -> bool,
+) -> Vec<PathBuf> {
     let repo_dir = cache_dir.join(repo.folder_name());
     let commit = std::fs::read_to_string(repo_dir.join("refs").join(revision))
         .map(|c| c.trim().to_string())
         .unwrap_or_else(|_| revision.to_string());
     let mut files = Vec::new();
-    collect_shards(&repo_dir.join("snapshots").join(commit), 2, &mut files);
+    collect_shards(
+        &repo_dir.join("snapshots").join(commit),
+        2,
+        is_shard,
+        &mut files,
+    );
     files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
     files
 }
 
-fn collect_shards(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+fn collect_shards(dir: &Path, depth: usize, is_shard: fn(&str) -> bool, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for path in entries.flatten().map(|e| e.path()) {
         if path.is_dir() && depth > 0 {
-            collect_shards(&path, depth - 1, out);
+            collect_shards(&path, depth - 1, is_shard, out);
         } else if path.is_file()
             && path
                 .file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(is_rlaif_v_shard)
+                .is_some_and(is_shard)
         {
             out.push(path);
         }
     }
 }
 
-/// Lists the repository's shards and fetches each (hf-hub reuses cached files).
-fn download(repo_id: &str, repo: Repo, options: &HubOptions) -> Result<Vec<PathBuf>, DataError> {
+/// Lists the repository's files whose base names pass `is_shard` and fetches each (hf-hub
+/// reuses cached files), sorted by base name. `pattern` names them in errors.
+pub(crate) fn download_files(
+    repo_id: &str,
+    repo: Repo,
+    options: &HubOptions,
+    is_shard: fn(&str) -> bool,
+    pattern: &str,
+) -> Result<Vec<PathBuf>, DataError> {
     let failed = |what: &str, reason: String| DataError::Hub {
         repo: repo_id.to_string(),
         what: what.to_string(),
@@ -174,13 +203,13 @@ fn download(repo_id: &str, repo: Repo, options: &HubOptions) -> Result<Vec<PathB
         .map(|s| s.rfilename)
         .filter(|name| {
             let base = name.rsplit('/').next().unwrap_or(name);
-            is_rlaif_v_shard(base)
+            is_shard(base)
         })
         .collect();
     if names.is_empty() {
         return Err(DataError::NoShards {
             dir: format!("hub dataset {repo_id} (revision {})", options.revision),
-            pattern: RLAIF_V_SHARD_PATTERN.to_string(),
+            pattern: pattern.to_string(),
         });
     }
     names.sort_by(|a, b| {

@@ -16,18 +16,18 @@ use crate::guard::no_panic;
 const PARQUET: &str = "the parquet reader";
 
 /// Runs a call into the parquet crate under [`no_panic`]: its error, or its panic, as text.
-pub(super) fn parquet_call<T>(f: impl FnOnce() -> Result<T, ParquetError>) -> Result<T, String> {
+pub(crate) fn parquet_call<T>(f: impl FnOnce() -> Result<T, ParquetError>) -> Result<T, String> {
     no_panic(PARQUET, f)?.map_err(|e| e.to_string())
 }
 
 /// As [`parquet_call`], for a call that cannot fail otherwise (an iterator's `next`).
-pub(super) fn parquet_step<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+pub(crate) fn parquet_step<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     no_panic(PARQUET, f)
 }
 
 /// Refuses a row group whose footer gives a column chunk a negative offset or size (the
 /// parquet crate asserts on them when it reads the chunk).
-pub(super) fn check_column_chunks(group: &RowGroupMetaData) -> Result<(), String> {
+pub(crate) fn check_column_chunks(group: &RowGroupMetaData) -> Result<(), String> {
     for column in group.columns() {
         let start = column
             .dictionary_page_offset()

@@ -106,6 +106,12 @@ impl RlaifV {
         Ok(Self { samples, summary })
     }
 
+    /// Samples and a summary read elsewhere (for instance by [`read_rlaif_v`] with a callback
+    /// that moves each image out of memory).
+    pub fn from_parts(samples: Vec<RlaifVSample>, summary: RlaifVSummary) -> Self {
+        Self { samples, summary }
+    }
+
     /// The kept samples.
     pub fn samples(&self) -> &[RlaifVSample] {
         &self.samples

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FedError, Result};
-use crate::federated::FailurePolicy;
+use crate::federated::{CohortMode, FailurePolicy};
 use crate::federated::{OptimizerConfig, SimulationConfig, WireDtype};
 use crate::lora::LoraConfig;
 use crate::models::{AdapterTargets, MobileNetV3Arch};
@@ -63,6 +63,11 @@ pub struct Cifar10Config {
     /// Differential privacy: the strategy is wrapped in fixed clipping with Gaussian noise.
     #[serde(default)]
     pub dp: Option<DpSettings>,
+    /// Cohort-batched local training (from the cache): `Auto` by default, `Off` trains the
+    /// clients one after the other, `Size(n)` caps cohorts at `n` clients. How the clients are
+    /// computed, not what: a resumed run may change it.
+    #[serde(default)]
+    pub cohort: CohortMode,
 }
 
 impl Default for Cifar10Config {
@@ -91,6 +96,7 @@ impl Default for Cifar10Config {
             wire_dtype: WireDtype::F32,
             failures: FailurePolicy::default(),
             dp: None,
+            cohort: CohortMode::Auto,
         }
     }
 }
@@ -156,6 +162,7 @@ impl Cifar10Config {
             evaluate_initial: true,
             global_eval_every: self.global_eval_every,
             progress,
+            cohort: self.cohort,
         }
     }
 

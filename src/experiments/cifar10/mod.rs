@@ -12,12 +12,15 @@
 
 pub mod cache;
 pub mod clients;
+mod cohort;
+mod cohort_step;
 pub mod config;
 pub mod pipeline;
 pub mod task;
 
 pub use cache::{CacheBackbone, PrefixCache};
 pub use clients::ClientSplit;
+pub use cohort::COHORT_MEMORY_BUDGET;
 pub use config::{Cifar10Config, StrategyKind};
 pub use pipeline::{
     HEAD, RuleRun, RunInputs, build_cache, build_client_models, federation, load_backbone,

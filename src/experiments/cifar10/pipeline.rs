@@ -193,6 +193,7 @@ pub fn run_rule<B: AutodiffBackend>(
         inputs.resume,
         |saved| Cifar10Config {
             rounds: config.rounds,
+            cohort: config.cohort,
             ..saved
         },
     )?;

@@ -1,6 +1,6 @@
 //! The [`FederatedTask`] of the CIFAR-10 experiment.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use burn::module::AutodiffModule;
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -13,7 +13,7 @@ use super::cache::PrefixCache;
 use super::clients::ClientSplit;
 use crate::data::{Cifar10, ImageTransform, to_tensor_batch};
 use crate::error::Result;
-use crate::federated::{EvalBatch, FederatedTask, Split, dataset_rows};
+use crate::federated::{CohortTrainer, EvalBatch, FederatedTask, Split, dataset_rows};
 use crate::models::MobileNetV3;
 use crate::models::mobilenet_v3::Dense;
 use crate::seed::mix_seed;
@@ -40,6 +40,9 @@ pub struct CifarTask<B: Backend> {
     inputs: Inputs,
     seed: u64,
     device: B::Device,
+    /// The cached training rows (features, frozen products) on the device, uploaded when a
+    /// cohort first trains.
+    device_rows: Arc<OnceLock<(Tensor<B, 2>, Tensor<B, 2>)>>,
 }
 
 impl<B: Backend> CifarTask<B> {
@@ -88,12 +91,45 @@ impl<B: Backend> CifarTask<B> {
             inputs,
             seed,
             device: device.clone(),
+            device_rows: Arc::new(OnceLock::new()),
         }
     }
 
     /// The clients' split.
     pub fn split(&self) -> &ClientSplit {
         &self.split
+    }
+
+    /// The frozen-prefix cache, when training runs from it.
+    pub fn cache(&self) -> Option<&Arc<PrefixCache>> {
+        match &self.inputs {
+            Inputs::Cached(cache) => Some(cache),
+            Inputs::Images { .. } => None,
+        }
+    }
+
+    /// Every cached training row's features `[N, in]` and frozen product `[N, hidden]` on the
+    /// device (uploaded once, at the first call).
+    pub(super) fn device_rows(&self) -> Result<(Tensor<B, 2>, Tensor<B, 2>)> {
+        let cache = self.cache().ok_or_else(|| {
+            crate::FedError::Task("the task does not train from the cache".into())
+        })?;
+        if let Some(rows) = self.device_rows.get() {
+            return Ok(rows.clone());
+        }
+        let all: Vec<usize> = (0..cache.len(Split::Train)).collect();
+        let rows = cache.rows::<B>(Split::Train, &all, &self.device)?;
+        Ok(self.device_rows.get_or_init(|| rows).clone())
+    }
+
+    /// Dataset rows of examples `batch` of `client`'s training split.
+    pub(super) fn train_rows(&self, client: usize, batch: &[usize]) -> Result<Vec<usize>> {
+        self.rows(client, Split::Train, batch)
+    }
+
+    /// Labels of training rows.
+    pub(super) fn train_targets(&self, rows: &[usize]) -> Vec<usize> {
+        self.targets(Split::Train, rows)
     }
 
     fn rows(&self, client: usize, split: Split, batch: &[usize]) -> Result<Vec<usize>> {
@@ -195,6 +231,12 @@ impl<B: AutodiffBackend> FederatedTask<B> for CifarTask<B> {
         Ok(CrossEntropyLossConfig::new()
             .init(&self.device)
             .forward(logits, targets))
+    }
+
+    fn cohort(&self) -> Option<&dyn CohortTrainer<B, Self::Model>> {
+        self.cache()
+            .is_some()
+            .then_some(self as &dyn CohortTrainer<B, Self::Model>)
     }
 
     fn evaluate(

@@ -127,7 +127,7 @@ pub fn generate_texts<B: AutodiffBackend, S: Strategy>(
         let rows = task.rows(client, Split::Test, batch)?;
         if let Some(&row) = rows
             .iter()
-            .find(|&&r| task.samples()[r].pixel_values.is_empty())
+            .find(|&&r| !task.samples()[r].image.is_present())
         {
             return Err(FedError::config(
                 "answer_eval",

@@ -243,6 +243,7 @@ impl RlaifConfig {
             evaluate_initial: true,
             global_eval_every: 0,
             progress,
+            cohort: crate::federated::CohortMode::Auto,
         }
     }
 

@@ -1,13 +1,17 @@
-//! RLAIF-V rows to the task's samples: partition, preprocessing, tokenisation.
+//! RLAIF-V or OK-VQA rows to the task's samples: partition, tokenisation; images stay encoded (in memory
+//! or in an image store file) and are preprocessed per batch.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::config::RlaifConfig;
-use crate::data::{RlaifV, RlaifVPartitionOptions, RlaifVScheme, partition_rlaif_v};
+use super::rows::{VqaRow, VqaRows};
+use crate::data::{RlaifVPartitionOptions, RlaifVScheme, partition_by_source_keys};
 use crate::error::{FedError, Result};
-use crate::experiments::vqa::{FrozenPrefixCache, VqaSample, VqaSplit};
-use crate::models::florence2::processor::Florence2Processor;
+use crate::experiments::vqa::{
+    EncodedBytes, FrozenPrefixCache, ImagePreprocessor, SampleImage, VqaSample, VqaSplit,
+};
+use crate::models::florence2::processor::{Florence2Processor, ProcessorError};
 
 /// The question and reference answer of one sample, as text (for the generated-answers file).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,19 +20,19 @@ pub struct SampleText {
     pub question: String,
     /// The chosen (reference) answer.
     pub answer: String,
-    /// Its source dataset (`origin_dataset`).
+    /// Its source dataset (`origin_dataset`; OK-VQA: [`crate::data::OKVQA_SOURCE`]).
     pub source: String,
     /// The human answers the VQA accuracy is computed against (OK-VQA's ten); empty when the
     /// data set has none (RLAIF-V).
     pub human_answers: Vec<String>,
 }
 
-/// The experiment's data: only the samples some client uses, preprocessed and tokenised, with
-/// the clients' split over them.
+/// The experiment's data: only the samples some client uses, tokenised, their images still
+/// encoded, with the clients' split over them.
 #[derive(Debug, Clone)]
 pub struct RlaifData {
-    /// The samples (indexed by [`Self::split`]), shared with every rule's task (a
-    /// preprocessed 768x768 image takes 7 MB).
+    /// The samples (indexed by [`Self::split`]), shared with every rule's task; each keeps
+    /// its encoded image (or where it is stored), decoded when a batch uses it.
     pub samples: Arc<Vec<VqaSample>>,
     /// Their text, in the same order.
     pub texts: Vec<SampleText>,
@@ -39,25 +43,76 @@ pub struct RlaifData {
     /// Samples whose pixels were freed by [`Self::drop_cached_pixels`] (they can only be used
     /// through that cache).
     pub pixels_dropped: usize,
+    /// Rows skipped because their question holds a Florence-2 task token (`<OCR>`, ...), which
+    /// cannot be part of a VQA prompt.
+    pub skipped_task_token: usize,
+}
+
+/// A row's prompt ids and label ids.
+type Tokens = (Vec<u32>, Vec<u32>);
+
+/// The prompt and label ids of a row; `None` when the question holds a task token.
+fn tokenise(
+    processor: &Florence2Processor,
+    question: &str,
+    answer: &str,
+) -> Result<Option<Tokens>> {
+    let prompt = match processor.prompt_ids(question) {
+        Ok(ids) => ids,
+        Err(ProcessorError::TaskNotAlone { .. }) => return Ok(None),
+        Err(e) => return Err(FedError::Task(format!("tokenising the question: {e}"))),
+    };
+    let labels = processor
+        .tokenizer()
+        .encode(answer)
+        .map_err(|e| FedError::Task(format!("tokenising the answer: {e}")))?;
+    Ok(Some((prompt, labels)))
 }
 
 impl RlaifData {
-    /// Partitions `data` per `config` (by source dataset grouped into `clients`, or IID;
+    /// Partitions `data` (RLAIF-V or OK-VQA rows, see [`VqaRows`]) per `config` (by source
+    /// dataset grouped into `clients`, or IID, which OK-VQA's single source requires;
     /// centralised training merges every client's train and test splits into one trainer)
-    /// and turns every sample used into a [`VqaSample`]: the image preprocessed by
-    /// `processor` (its size), the question and the chosen answer tokenised and cut to
-    /// `max_prompt_len` / `max_answer_len`.
+    /// and turns every sample used into a [`VqaSample`]: the image kept encoded (decoded and
+    /// preprocessed by `processor` when a batch uses it), the question and the chosen answer
+    /// tokenised and cut to `max_prompt_len` / `max_answer_len`. Rows whose question holds a
+    /// task token are skipped and counted ([`Self::skipped_task_token`]).
     ///
     /// # Errors
-    /// [`FedError::InvalidConfig`] for invalid settings or fewer sources than non-IID clients,
-    /// [`FedError::Data`] for an image that does not decode, [`FedError::Task`] when the
-    /// processor fails.
-    pub fn prepare(
+    /// [`FedError::InvalidConfig`] for invalid settings, fewer sources than non-IID clients or
+    /// non-IID OK-VQA clients or a client left without training samples, [`FedError::Task`]
+    /// when tokenisation fails.
+    pub fn prepare<'a>(
         config: &RlaifConfig,
-        data: &RlaifV,
+        data: impl Into<VqaRows<'a>>,
         processor: &Florence2Processor,
     ) -> Result<Self> {
+        Self::prepare_with_images(config, data, processor, |_, _| Ok(None))
+    }
+
+    /// [`Self::prepare`] where `images(row, sample)` may say where row `row`'s image was
+    /// moved (an [`crate::experiments::vqa::ImageStore`], for rows read with their
+    /// `image_bytes` emptied); `None` keeps the row's bytes in memory.
+    ///
+    /// # Errors
+    /// As [`Self::prepare`], and the errors of `images`.
+    pub fn prepare_with_images<'a>(
+        config: &RlaifConfig,
+        data: impl Into<VqaRows<'a>>,
+        processor: &Florence2Processor,
+        mut images: impl FnMut(usize, VqaRow<'a>) -> Result<Option<EncodedBytes>>,
+    ) -> Result<Self> {
         config.validate()?;
+        let data: VqaRows<'a> = data.into();
+        if data.dataset().iid_only() && !config.iid && !config.centralized && config.clients > 1 {
+            return Err(FedError::config(
+                "iid",
+                format!(
+                    "{} has a single source: its clients are IID shares",
+                    data.dataset()
+                ),
+            ));
+        }
         let scheme = if config.iid {
             RlaifVScheme::Iid {
                 num_clients: config.clients,
@@ -74,13 +129,30 @@ impl RlaifData {
         if let Some(max) = config.max_samples_per_client {
             options = options.max_samples_per_client(max);
         }
-        let clients = partition_rlaif_v(data, &options)?;
+        let clients = partition_by_source_keys(&data.source_keys(), &options)?;
 
-        // Only the samples some client uses are preprocessed, in first-use order.
-        let mut index: BTreeMap<usize, usize> = BTreeMap::new();
+        // Every row some client uses is tokenised; a question holding a task token (`<OCR>`,
+        // ...) cannot be a VQA prompt: its row is skipped and counted.
+        let mut tokens: HashMap<usize, Option<Tokens>> = HashMap::new();
+        for client in &clients {
+            for &r in client.train.iter().chain(&client.test) {
+                if tokens.contains_key(&r) {
+                    continue;
+                }
+                let row = data.row(r).ok_or_else(|| {
+                    FedError::Task(format!("partition names row {r} of {}", data.len()))
+                })?;
+                tokens.insert(r, tokenise(processor, row.question(), row.answer())?);
+            }
+        }
+        let skipped_task_token = tokens.values().filter(|t| t.is_none()).count();
+
+        // Only the samples some client uses become samples, in first-use order.
+        let mut index: HashMap<usize, usize> = HashMap::new();
         let mut used: Vec<usize> = Vec::new();
         let mut local = |rows: &[usize]| -> Vec<usize> {
             rows.iter()
+                .filter(|r| tokens.get(r).is_some_and(Option::is_some))
                 .map(|&r| {
                     *index.entry(r).or_insert_with(|| {
                         used.push(r);
@@ -114,30 +186,42 @@ impl RlaifData {
             ));
         }
 
-        let rows = data.samples();
+        let preprocessor: Arc<dyn ImagePreprocessor> = Arc::new(processor.clone());
         let mut samples = Vec::with_capacity(used.len());
         let mut texts = Vec::with_capacity(used.len());
         for &r in &used {
-            let row = &rows[r];
-            let image = row.decode_image()?;
-            let pixels = processor
-                .preprocess(std::slice::from_ref(&image))
-                .map_err(|e| FedError::Task(format!("preprocessing an image: {e}")))?;
-            let size = pixels.shape[2];
-            samples.push(VqaSample::from_text(
-                processor,
-                pixels.data,
-                size,
-                &row.question,
-                &row.chosen,
+            let row = data
+                .row(r)
+                .ok_or_else(|| FedError::Task(format!("row {r} is past the data's end")))?;
+            let (prompt, labels) = tokens
+                .remove(&r)
+                .flatten()
+                .ok_or_else(|| FedError::Task(format!("row {r} was not tokenised")))?;
+            let (bytes, content) = match images(r, row)? {
+                Some(stored) => {
+                    let content = stored.bytes()?.into_owned();
+                    (stored, std::borrow::Cow::Owned(content))
+                }
+                None => (
+                    EncodedBytes::Memory(Arc::from(row.image_bytes())),
+                    std::borrow::Cow::Borrowed(row.image_bytes()),
+                ),
+            };
+            let sample = VqaSample::encoded(
+                bytes,
+                &content,
+                preprocessor.clone(),
+                &prompt,
+                &labels,
                 config.max_prompt_len,
                 config.max_answer_len,
-            )?);
+            )?;
+            samples.push(sample);
             texts.push(SampleText {
-                question: row.question.clone(),
-                answer: row.chosen.clone(),
-                source: row.origin_dataset.clone(),
-                human_answers: Vec::new(),
+                question: row.question().to_string(),
+                answer: row.answer().to_string(),
+                source: row.source().to_string(),
+                human_answers: row.human_answers().to_vec(),
             });
         }
         split.validate(samples.len())?;
@@ -147,6 +231,7 @@ impl RlaifData {
             split,
             sources,
             pixels_dropped: 0,
+            skipped_task_token,
         })
     }
 
@@ -182,8 +267,8 @@ impl RlaifData {
         let samples = Arc::make_mut(&mut self.samples);
         let mut freed = 0;
         for (i, sample) in samples.iter_mut().enumerate() {
-            if !keep[i] && cache.get(i).is_some() && !sample.pixel_values.is_empty() {
-                sample.pixel_values = Vec::new();
+            if !keep[i] && cache.get(i).is_some() && sample.image.is_present() {
+                sample.image = SampleImage::Dropped;
                 freed += 1;
             }
         }

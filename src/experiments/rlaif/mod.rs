@@ -2,25 +2,32 @@
 //! fine-tuned on RLAIF-V with pLoRA, FedAvg-LoRA (FLoRA), FFA-LoRA or FedSA-LoRA across
 //! clients holding one or more source datasets each (or IID shares), or centrally.
 //!
+//! * [`central`]: [`centralized`], a federation's samples under one trainer (Figure 2).
 //! * [`config`]: [`RlaifConfig`], the paper's settings by default.
-//! * [`data`]: [`RlaifData::prepare`], RLAIF-V rows to preprocessed, tokenised samples and the
-//!   clients' split.
+//! * [`data`]: [`RlaifData::prepare`], RLAIF-V or OK-VQA rows ([`rows`]) to preprocessed,
+//!   tokenised samples and the clients' split.
 //! * [`pipeline`]: client models, the frozen-prefix cache, and [`run_rule`] (metrics,
 //!   checkpoints, resume, generated answers).
+//! * [`sweep`]: the client ablation (Table 4): one federation per client count and its table.
 //! * [`answers`]: answer-level scores of generated answers before fine-tuning and after rounds.
 
 pub mod answers;
+pub mod central;
 pub mod config;
 pub mod data;
 pub mod pipeline;
+pub mod rows;
+pub mod sweep;
 
 pub use answers::{
     ANSWER_METRICS_FILE, AnswerEvalConfig, AnswerLog, AnswerRoundReport, evaluate_answers,
     write_answer_csv,
 };
+pub use central::centralized;
 pub use config::RlaifConfig;
 pub use data::{RlaifData, SampleText};
 pub use pipeline::{
     ANSWERS_FILE, GeneratedAnswer, RuleRun, RunInputs, build_cache, build_client_models,
     federation, freeze_base, run_rule,
 };
+pub use rows::{VqaDataset, VqaRow, VqaRows};

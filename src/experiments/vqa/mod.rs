@@ -5,17 +5,23 @@
 //!   `<s> answer </s>` labels) and padded batches, with transformers' `shift_tokens_right`.
 //! * [`loss`]: teacher-forced cross-entropy over answer tokens (the paper's equation 1) and the
 //!   token-level scores.
-//! * [`cache`]: the frozen-prefix cache (the last decoder layer's inputs, computed once).
+//! * [`image`]: where a sample's image lives (encoded, in memory or in a file) until a batch
+//!   decodes and preprocesses it.
+//! * [`cache`]: the frozen-prefix cache (the last decoder layer's inputs, computed once; in
+//!   memory or in shards on disk).
 //! * [`task`]: the [`crate::FederatedTask`] the simulation runs.
 
 pub mod cache;
+pub mod image;
 pub mod loss;
 pub mod sample;
 pub mod task;
 
 pub use cache::{
-    CacheConfig, CacheDtype, FrozenPrefixCache, PrefixBatch, PrefixEntry, check_cacheable,
+    BuildStats, CacheConfig, CacheDtype, CacheKey, DiskCacheOptions, FrozenPrefixCache,
+    PrefixBatch, PrefixEntry, check_cacheable, prefix_forward_passes,
 };
+pub use image::{EncodedBytes, ImagePreprocessor, ImageStore, SampleImage};
 pub use loss::{masked_cross_entropy, score_tokens, token_nll};
 pub use sample::{BOS_ID, IGNORE_INDEX, VqaBatch, VqaSample, shift_tokens_right, truncate_ids};
 pub use task::{VqaSplit, VqaTask};

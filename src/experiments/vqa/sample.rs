@@ -1,4 +1,5 @@
-//! One visual-question-answering example, and batches of them as the model takes them.
+//! One visual-question-answering example, and batches of them as the model takes them (images
+//! are decoded and preprocessed per batch, see [`super::image`]).
 //!
 //! Florence-2 is fine-tuned as transformers does it: the encoder reads the image features then
 //! `<s> question </s>` (Florence-2's VQA prompt is the plain question); the labels are the
@@ -7,8 +8,12 @@
 //! `shift_tokens_right`). The loss covers the label tokens only: the prompt is on the encoder
 //! side and never in the labels.
 
+use std::sync::Arc;
+
 use burn::prelude::*;
 use burn::tensor::TensorData;
+
+use super::image::{EncodedBytes, ImagePreprocessor, SampleImage, digest16};
 
 use crate::error::{FedError, Result};
 use crate::models::florence2::processor::Florence2Processor;
@@ -27,17 +32,20 @@ pub const DECODER_START_ID: u32 = 2;
 /// the token-level scores (see [`super::loss::score_tokens`]).
 pub const BOS_ID: u32 = 0;
 
-/// One example: a preprocessed image, the prompt's ids and the answer's label ids.
-#[derive(Debug, Clone, PartialEq)]
+/// One example: an image (preprocessed, or encoded and preprocessed when a batch needs it),
+/// the prompt's ids and the answer's label ids.
+#[derive(Debug, Clone)]
 pub struct VqaSample {
-    /// `[3, size, size]` row-major, normalised as the processor does.
-    pub pixel_values: Vec<f32>,
-    /// Side of the (square) image.
+    /// The image; see [`SampleImage::pixels`].
+    pub image: SampleImage,
+    /// Side of the (square) preprocessed image.
     pub image_size: usize,
     /// Encoder text ids: `<s> question </s>`.
     pub prompt_ids: Vec<u32>,
     /// Labels: `<s> answer </s>`.
     pub answer_ids: Vec<u32>,
+    /// A digest of the image's content (the frozen-prefix cache's sample id).
+    pub image_digest: [u8; 16],
 }
 
 /// Cuts `ids` (`<s> ... </s>`) to at most `max_length` tokens, keeping the last token (the
@@ -85,6 +93,59 @@ impl VqaSample {
                 ),
             ));
         }
+        let bytes: Vec<u8> = pixel_values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let image_digest = digest16(&[b"pixels", &bytes]);
+        Self::with_image(
+            SampleImage::Pixels(pixel_values.into()),
+            image_size,
+            image_digest,
+            prompt_ids,
+            answer_ids,
+            max_prompt,
+            max_answer,
+        )
+    }
+
+    /// A sample whose encoded image (`bytes`, whose content is `encoded`) is decoded and
+    /// preprocessed by `preprocessor` when a batch needs it; ids are cut as in
+    /// [`VqaSample::new`].
+    ///
+    /// # Errors
+    /// [`FedError::InvalidConfig`] when a sequence is empty or a maximum is below 2.
+    pub fn encoded(
+        bytes: EncodedBytes,
+        encoded: &[u8],
+        preprocessor: Arc<dyn ImagePreprocessor>,
+        prompt_ids: &[u32],
+        answer_ids: &[u32],
+        max_prompt: usize,
+        max_answer: usize,
+    ) -> Result<Self> {
+        let image_size = preprocessor.image_size();
+        let image_digest = digest16(&[b"encoded", encoded]);
+        Self::with_image(
+            SampleImage::Encoded {
+                bytes,
+                preprocessor,
+            },
+            image_size,
+            image_digest,
+            prompt_ids,
+            answer_ids,
+            max_prompt,
+            max_answer,
+        )
+    }
+
+    fn with_image(
+        image: SampleImage,
+        image_size: usize,
+        image_digest: [u8; 16],
+        prompt_ids: &[u32],
+        answer_ids: &[u32],
+        max_prompt: usize,
+        max_answer: usize,
+    ) -> Result<Self> {
         if prompt_ids.is_empty() || answer_ids.is_empty() {
             return Err(FedError::config(
                 "ids",
@@ -92,10 +153,11 @@ impl VqaSample {
             ));
         }
         Ok(Self {
-            pixel_values,
+            image,
             image_size,
             prompt_ids: truncate_ids(prompt_ids, max_prompt)?,
             answer_ids: truncate_ids(answer_ids, max_answer)?,
+            image_digest,
         })
     }
 
@@ -235,7 +297,18 @@ impl<B: Backend> VqaBatch<B> {
                     format!("images of {size} and {} pixels in one batch", s.image_size),
                 ));
             }
-            pixels.extend_from_slice(&s.pixel_values);
+            let values = s.image.pixels()?;
+            if values.len() != 3 * size * size {
+                return Err(FedError::config(
+                    "pixel_values",
+                    format!(
+                        "an image preprocessed to {} values, {size}x{size} needs {}",
+                        values.len(),
+                        3 * size * size
+                    ),
+                ));
+            }
+            pixels.extend_from_slice(&values);
         }
         let n = samples.len();
         let prompts: Vec<&[u32]> = samples.iter().map(|s| s.prompt_ids.as_slice()).collect();

@@ -1,6 +1,7 @@
 //! The [`FederatedTask`] of visual question answering with Florence-2.
 
-use std::sync::Arc;
+use std::any::Any;
+use std::sync::{Arc, Mutex};
 
 use burn::module::AutodiffModule;
 use burn::prelude::*;
@@ -11,8 +12,8 @@ use super::loss::{masked_cross_entropy, score_tokens};
 use super::sample::{VqaBatch, VqaSample, decoder_tensors};
 use crate::error::{FedError, Result};
 use crate::federated::{EvalBatch, FederatedTask, Split, dataset_rows};
-use crate::models::cast_floats;
 use crate::models::florence2::{Florence2, GenerationConfig};
+use crate::models::{Precision, cast_floats};
 
 /// Which samples (indices into the task's sample list) each client trains and is scored on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -67,6 +68,10 @@ pub struct VqaTask<B: Backend> {
     split: VqaSplit,
     vocab_size: usize,
     cache: Option<Arc<FrozenPrefixCache>>,
+    /// The frozen prefix cast to the cache's precision, made once (the first time a sample
+    /// beyond a memory cache's budget is recomputed) and shared by clones of the task: the
+    /// prefix has no adapter, so any client's copy serves.
+    prefix: Arc<Mutex<Option<Box<dyn Any + Send>>>>,
     device: B::Device,
 }
 
@@ -91,6 +96,7 @@ impl<B: Backend> VqaTask<B> {
             split,
             vocab_size,
             cache: None,
+            prefix: Arc::default(),
             device: device.clone(),
         })
     }
@@ -112,6 +118,7 @@ impl<B: Backend> VqaTask<B> {
             ));
         }
         self.cache = Some(cache);
+        self.prefix = Arc::default();
         Ok(self)
     }
 
@@ -168,6 +175,21 @@ impl<B: Backend> VqaTask<B> {
         )
     }
 
+    /// The frozen prefix in `precision`: cast once, then reused.
+    fn cast_prefix<P: Backend>(
+        &self,
+        frozen: impl FnOnce() -> Florence2<P>,
+        precision: Precision,
+    ) -> Florence2<P> {
+        let mut slot = self.prefix.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(model) = slot.as_ref().and_then(|m| m.downcast_ref::<Florence2<P>>()) {
+            return model.clone();
+        }
+        let model = cast_floats(frozen(), precision);
+        *slot = Some(Box::new(model.clone()));
+        model
+    }
+
     fn picked(&self, rows: &[usize]) -> Vec<&VqaSample> {
         rows.iter().map(|&r| &self.samples[r]).collect()
     }
@@ -189,7 +211,7 @@ impl<B: Backend> VqaTask<B> {
                 let fresh = if missing.is_empty() {
                     Vec::new()
                 } else {
-                    let frozen = cast_floats(frozen(), cache.precision());
+                    let frozen = self.cast_prefix(frozen, cache.precision());
                     compute_entries(&frozen, &self.picked(&missing), cache.dtype(), device)?
                 };
                 let PrefixBatch {

@@ -8,6 +8,8 @@
 //!   key/value cache and the adapter placement; [`generate`](mod@generate): greedy and beam
 //!   search.
 //! * [`tokenizer`], [`processor`] and [`hub`]: text, images and files.
+//! * [`Florence2Pipeline::tiny_random`]: a tiny random model with a bundled stand-in tokenizer
+//!   (offline smoke runs).
 //!
 //! Every part is golden-tested against transformers 5.24 (`tests/florence2_*.rs`).
 //!
@@ -35,6 +37,7 @@ mod model;
 pub mod pretrained;
 pub mod processor;
 pub mod projector;
+mod tiny;
 pub mod tokenizer;
 pub mod weights;
 
@@ -45,3 +48,4 @@ pub use generate::{GenerationConfig, generate};
 pub use model::{Encoded, Florence2, LANGUAGE_MODEL_PREFIX};
 pub use pretrained::{Florence2Output, Florence2Pipeline, Florence2Query, PipelineError};
 pub use projector::MultiModalProjector;
+pub use tiny::{TINY_IMAGE_SIZE, TINY_RANDOM};

@@ -55,8 +55,9 @@ pub fn weights_file(dir: &Path, layout: CheckpointLayout) -> Result<PathBuf, Wei
 
 impl<B: Backend> Florence2<B> {
     /// Loads a local checkpoint folder in either layout: `config.json` (Microsoft's or
-    /// transformers') and `pytorch_model.bin` or `model.safetensors`. Half-precision weights are
-    /// upcast to f32; tied embeddings absent from the file are taken from `shared`.
+    /// transformers') and `pytorch_model.bin` or `model.safetensors`. Weights are cast to the
+    /// backend's float type (f32 on `Flex`), every part alike; tied embeddings absent from the
+    /// file are taken from `shared`.
     ///
     /// ```no_run
     /// use burn::backend::Flex;

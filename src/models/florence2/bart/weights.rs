@@ -8,15 +8,14 @@
 //!
 //! Tied copies of the token embedding (`lm_head.weight`, `encoder.embed_tokens.weight`,
 //! `decoder.embed_tokens.weight` after remapping) are skipped when `shared.weight` is present
-//! and stand in for it when it is not. Half-precision tensors are upcast to f32 as they load
-//! (burn-store keeps a tensor's file dtype). `final_logits_bias` is not a parameter: a
+//! and stand in for it when it is not. Float tensors are cast to the backend's float type as
+//! they load (burn-store keeps a tensor's file dtype). `final_logits_bias` is not a parameter: a
 //! non-zero one is set with [`BartModel::with_final_logits_bias`], an all-zero one (every
 //! published checkpoint) is dropped, which is what transformers' native port computes.
 
 use std::path::Path;
 
 use burn::prelude::*;
-use burn::tensor::DType;
 use burn_store::{ModuleAdapter, PyTorchToBurnAdapter};
 
 use super::config::BartConfig;
@@ -124,8 +123,9 @@ fn load<B: Backend>(
             .unwrap_or_default()
     };
     let checkpoint = checkpoint.remap(&fallback)?;
-    // Half-precision tensors are upcast to f32 as they load.
-    let adapter = PyTorchToBurnAdapter.chain(CastFloatAdapter::new(DType::F32));
+    // Every float tensor loads in the backend's float type (as the vision side does), so a
+    // half-precision backend does not mix f32 text weights with f16 vision weights.
+    let adapter = PyTorchToBurnAdapter.chain(CastFloatAdapter::for_backend::<B>());
     let result = checkpoint.apply(&mut model, None, Box::new(adapter));
     ApplyCheck::new(checkpoint.file())
         .ignore_unused(|key| !is_unexpected(key))

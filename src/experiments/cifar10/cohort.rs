@@ -1,0 +1,347 @@
+//! Cohort-batched training of CIFAR-10 clients from the frozen-prefix cache
+//! ([`crate::federated::cohort`]): the adapters of `classifier.0` and the heads of every member
+//! stacked, one batched step ([`super::cohort_step`]) for all of them.
+
+use burn::module::{AutodiffModule, Param};
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use burn::tensor::backend::AutodiffBackend;
+
+use super::cohort_step::{StepInputs, StepParams, step};
+use super::task::CifarTask;
+use crate::error::{FedError, Result};
+use crate::federated::cohort::{
+    CohortMember, CohortOptimizer, CohortOutcome, CohortSchedule, CohortTrainer, DropoutStream,
+    ProxTargets, StackedParam, stack_params, unstack_param,
+};
+use crate::federated::{ClientConfig, FederatedTask, Payload, Split};
+use crate::lora::{Dense, PersonalizedLora};
+use crate::models::MobileNetV3;
+
+/// Memory a cohort's step may use: the automatic cohort size is this over one member's need.
+pub const COHORT_MEMORY_BUDGET: usize = 2 << 30;
+
+/// Names of the stacked tensors, in the order [`Layout::trains`] lists them.
+const NAMES: [&str; 4] = [
+    "classifier.0.lora_a",
+    "classifier.0.lora_b",
+    "classifier.3.weight",
+    "classifier.3.bias",
+];
+
+type Inner<B> = <B as AutodiffBackend>::InnerBackend;
+type InnerModel<B> = <MobileNetV3<B> as AutodiffModule<B>>::InnerModule;
+
+/// What members of one cohort have in common.
+#[derive(Debug, Clone, PartialEq)]
+struct Layout {
+    input: usize,
+    hidden: usize,
+    rank: usize,
+    classes: usize,
+    scaling: f64,
+    /// Dropout of the adapter's input and of the classifier.
+    dropout: (f64, f64),
+    /// Whether `A`, `B`, the head's weight and its bias train.
+    trains: [bool; 4],
+}
+
+fn adapter<IB: Backend>(model: &MobileNetV3<IB>) -> Option<&PersonalizedLora<IB>> {
+    match &model.classifier.0 {
+        Dense::Lora(layer) if !layer.merged => Some(layer),
+        _ => None,
+    }
+}
+
+fn layout<IB: Backend>(member: &CohortMember<'_, MobileNetV3<IB>>) -> Option<Layout> {
+    let layer = adapter(member.model)?;
+    let (_, _, dropout, head) = &member.model.classifier;
+    let bias = head.bias.as_ref()?;
+    let trains = [layer.lora_a.id, layer.lora_b.id, head.weight.id, bias.id]
+        .map(|id| member.trainable.contains(&id));
+    let [hidden, classes] = head.weight.dims();
+    Some(Layout {
+        input: layer.d_input(),
+        hidden,
+        rank: layer.rank(),
+        classes,
+        scaling: layer.scaling,
+        dropout: (layer.dropout.prob, dropout.prob),
+        trains,
+    })
+}
+
+impl<B: AutodiffBackend> CohortTrainer<B, MobileNetV3<B>> for CifarTask<B> {
+    fn cohort_key(&self, member: &CohortMember<'_, InnerModel<B>>) -> Option<String> {
+        let cache = self.cache()?;
+        let layout = layout(member)?;
+        (layout.input == cache.feature_dim && layout.hidden == cache.hidden_dim)
+            .then(|| format!("{layout:?}"))
+    }
+
+    fn max_cohort_size(&self, config: &ClientConfig) -> usize {
+        let (f, h) = self
+            .cache()
+            .map_or((576, 1024), |c| (c.feature_dim, c.hidden_dim));
+        // Live activations of a step (inputs, masks, hidden activations and their gradients)
+        // and the stacked tensors with their moments and gradients, in f32.
+        let per_member = 4 * (config.batch_size * (3 * f + 10 * h + 64) + 4 * (f + h) * 16);
+        (COHORT_MEMORY_BUDGET / per_member.max(1)).max(1)
+    }
+
+    fn train_cohort(
+        &self,
+        members: &[CohortMember<'_, InnerModel<B>>],
+        round: u64,
+        config: &ClientConfig,
+        prox: Option<(&Payload, f64)>,
+    ) -> Result<Vec<Result<CohortOutcome<InnerModel<B>>>>> {
+        let first = members
+            .first()
+            .ok_or_else(|| FedError::Task("a cohort without members".into()))?;
+        let shape = layout(first).ok_or_else(|| not_cohort(first.client))?;
+        for member in members {
+            if layout(member).as_ref() != Some(&shape) {
+                return Err(not_cohort(member.client));
+            }
+        }
+        let (xs, bases) = self.device_rows()?;
+        let (xs, bases) = (xs.inner(), bases.inner());
+        let device = xs.device();
+        let sizes: Vec<(usize, usize)> = members
+            .iter()
+            .map(|m| (m.client, self.num_examples(m.client, Split::Train)))
+            .collect();
+        let schedule = CohortSchedule::new(&sizes, config, round);
+        let sorted: Vec<&CohortMember<'_, InnerModel<B>>> =
+            schedule.order.iter().map(|&i| &members[i]).collect();
+        let mut params = stacked(&sorted, config)?;
+        let mut optimizer = CohortOptimizer::new(&config.optimizer, config.lr, sorted.len());
+        let prox = prox.map(|(global, mu)| ProxTargets::<Inner<B>>::new(global, mu, &device));
+        let mut streams: Vec<DropoutStream> = sorted
+            .iter()
+            .map(|m| DropoutStream::for_client(config.seed, round, m.client))
+            .collect();
+        let mut sums = vec![(0.0f64, 0usize); sorted.len()];
+        let mut failures: Vec<Option<FedError>> = (0..sorted.len()).map(|_| None).collect();
+        for t in 0..schedule.steps() {
+            let rows = schedule.rows(t);
+            let n = rows.len();
+            let inputs = self.step_inputs(
+                (&xs, &bases),
+                &sorted,
+                &rows,
+                &shape,
+                &mut streams,
+                &mut failures,
+            )?;
+            let current = StepParams {
+                a: params[0].active(n),
+                b: params[1].active(n),
+                w: params[2].active(n),
+                bias: params[3].active(n),
+                scaling: shape.scaling,
+            };
+            let grads = step(&current, &inputs);
+            let losses: Vec<f32> = grads
+                .losses
+                .clone()
+                .into_data()
+                .convert::<f32>()
+                .into_vec()
+                .map_err(|e| FedError::Task(format!("{e:?}")))?;
+            for (c, (&loss, batch)) in losses.iter().zip(&rows).enumerate() {
+                if failures[c].is_none() && !batch.is_empty() {
+                    if loss.is_finite() {
+                        sums[c].0 += loss as f64 * batch.len() as f64;
+                        sums[c].1 += batch.len();
+                    } else {
+                        failures[c] = Some(FedError::Task(format!(
+                            "client {} round {round}: non-finite training loss {loss}",
+                            sorted[c].client
+                        )));
+                    }
+                }
+            }
+            let all = [grads.a, grads.b, grads.w, grads.bias];
+            let mut trained = Vec::new();
+            let mut trained_grads = Vec::new();
+            for (i, (param, grad)) in params.iter_mut().zip(all).enumerate() {
+                if !shape.trains[i] {
+                    continue;
+                }
+                let grad = match &prox {
+                    Some(prox) => prox.pull(NAMES[i], param.active(n), grad)?,
+                    None => grad,
+                };
+                trained.push(param);
+                trained_grads.push(grad);
+            }
+            optimizer.step(&mut trained, trained_grads, n);
+        }
+        let mut outcomes: Vec<Option<Result<CohortOutcome<InnerModel<B>>>>> =
+            (0..members.len()).map(|_| None).collect();
+        for (j, member) in sorted.iter().enumerate() {
+            let outcome = match failures[j].take() {
+                Some(error) => Err(error),
+                None => Ok(CohortOutcome {
+                    model: write_back(member.model, &params, j),
+                    train_loss: if sums[j].1 > 0 {
+                        sums[j].0 / sums[j].1 as f64
+                    } else {
+                        0.0
+                    },
+                }),
+            };
+            outcomes[schedule.order[j]] = Some(outcome);
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(FedError::Task("a member was not trained".into()))))
+            .collect())
+    }
+}
+
+fn not_cohort(client: usize) -> FedError {
+    FedError::Task(format!(
+        "client {client}'s model does not fit the cohort (classifier.0 adapter and head)"
+    ))
+}
+
+/// The members' `A`, `B`, head weight and head bias, stacked in `sorted` order.
+fn stacked<IB: Backend>(
+    sorted: &[&CohortMember<'_, MobileNetV3<IB>>],
+    config: &ClientConfig,
+) -> Result<Vec<StackedParam<IB>>> {
+    let layers: Vec<&PersonalizedLora<IB>> = sorted
+        .iter()
+        .map(|m| adapter(m.model).ok_or_else(|| not_cohort(m.client)))
+        .collect::<Result<_>>()?;
+    let heads: Vec<&burn::nn::Linear<IB>> = sorted.iter().map(|m| &m.model.classifier.3).collect();
+    let biases = heads
+        .iter()
+        .zip(sorted)
+        .map(|(h, m)| {
+            h.bias
+                .as_ref()
+                .map(|b| b.val())
+                .ok_or_else(|| not_cohort(m.client))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let opt = &config.optimizer;
+    Ok(vec![
+        StackedParam::new(
+            stack_params(layers.iter().map(|l| l.lora_a.val()).collect())?,
+            opt,
+        ),
+        StackedParam::new(
+            stack_params(layers.iter().map(|l| l.lora_b.val()).collect())?,
+            opt,
+        ),
+        StackedParam::new(
+            stack_params(heads.iter().map(|h| h.weight.val()).collect())?,
+            opt,
+        ),
+        StackedParam::new(stack_params(biases)?, opt),
+    ])
+}
+
+/// `model` with member `j`'s trained tensors (parameter ids kept).
+fn write_back<IB: Backend>(
+    model: &MobileNetV3<IB>,
+    params: &[StackedParam<IB>],
+    j: usize,
+) -> MobileNetV3<IB> {
+    let mut model = model.clone();
+    if let Dense::Lora(layer) = &mut model.classifier.0 {
+        let a_dims = layer.lora_a.dims();
+        let b_dims = layer.lora_b.dims();
+        replace(
+            &mut layer.lora_a,
+            unstack_param(&params[0].value, j, a_dims),
+        );
+        replace(
+            &mut layer.lora_b,
+            unstack_param(&params[1].value, j, b_dims),
+        );
+    }
+    let head = &mut model.classifier.3;
+    let w_dims = head.weight.dims();
+    replace(&mut head.weight, unstack_param(&params[2].value, j, w_dims));
+    if let Some(bias) = &mut head.bias {
+        let dims = bias.dims();
+        replace(bias, unstack_param(&params[3].value, j, dims));
+    }
+    model
+}
+
+fn replace<IB: Backend, const D: usize>(param: &mut Param<Tensor<IB, D>>, value: Tensor<IB, D>) {
+    let old = std::mem::replace(param, Param::from_tensor(value.clone()));
+    *param = old.map(|_| value);
+}
+
+impl<B: AutodiffBackend> CifarTask<B> {
+    /// The stacked inputs of one step: rows gathered from the device copy of the cache, row
+    /// weights, one-hot targets and each member's dropout masks.
+    fn step_inputs(
+        &self,
+        (xs, bases): (&Tensor<Inner<B>, 2>, &Tensor<Inner<B>, 2>),
+        sorted: &[&CohortMember<'_, InnerModel<B>>],
+        rows: &[&[usize]],
+        shape: &Layout,
+        streams: &mut [DropoutStream],
+        failures: &mut [Option<FedError>],
+    ) -> Result<StepInputs<Inner<B>>> {
+        let device = xs.device();
+        let (n, w) = (rows.len(), rows.iter().map(|r| r.len()).max().unwrap_or(0));
+        let (f, h, k) = (shape.input, shape.hidden, shape.classes);
+        let (p_in, p_hidden) = shape.dropout;
+        let mut index = vec![0i64; n * w];
+        let mut weights = vec![0f32; n * w];
+        let mut onehot = vec![0f32; n * w * k];
+        let mut mask_in = (p_in > 0.0).then(|| vec![0f32; n * w * f]);
+        let mut mask_hidden = (p_hidden > 0.0).then(|| vec![0f32; n * w * h]);
+        for (c, batch) in rows.iter().enumerate() {
+            let client = sorted[c].client;
+            let dataset_rows = match self.train_rows(client, batch) {
+                Ok(r) => r,
+                Err(error) => {
+                    failures[c].get_or_insert(error);
+                    continue;
+                }
+            };
+            let weight = 1.0 / batch.len() as f32;
+            for (i, (&row, label)) in dataset_rows
+                .iter()
+                .zip(self.train_targets(&dataset_rows))
+                .enumerate()
+            {
+                let at = c * w + i;
+                index[at] = row as i64;
+                weights[at] = weight;
+                if label < k {
+                    onehot[at * k + label] = 1.0;
+                }
+            }
+            let len = batch.len();
+            if let Some(mask) = &mut mask_in {
+                streams[c].fill(&mut mask[c * w * f..(c * w + len) * f], p_in);
+            }
+            if let Some(mask) = &mut mask_hidden {
+                streams[c].fill(&mut mask[c * w * h..(c * w + len) * h], p_hidden);
+            }
+        }
+        let index = Tensor::<Inner<B>, 1, Int>::from_data(TensorData::new(index, [n * w]), &device);
+        let tensor = |values: Vec<f32>, width: usize| {
+            Tensor::<Inner<B>, 3>::from_data(TensorData::new(values, [n, w, width]), &device)
+        };
+        Ok(StepInputs {
+            x: xs.clone().select(0, index.clone()).reshape([n, w, f]),
+            base: bases.clone().select(0, index).reshape([n, w, h]),
+            onehot: tensor(onehot, k),
+            weights: tensor(weights, 1),
+            mask_in: mask_in.map(|m| tensor(m, f)),
+            mask_hidden: mask_hidden.map(|m| tensor(m, h)),
+        })
+    }
+}
