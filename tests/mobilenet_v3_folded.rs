@@ -367,6 +367,19 @@ fn cifar_cache_built_folded_equals_the_backend_build() {
         PrefixCache::build_with(&model, &data, (21, 5), &transform, false, &device, backbone)
             .expect("cache")
     };
+    // On Flex, `Auto` (what `PrefixCache::build` uses) is the folded path.
+    assert_eq!(
+        CacheBackbone::Auto.resolve::<B>(&device),
+        CacheBackbone::Folded
+    );
+    assert_eq!(
+        CacheBackbone::Auto.resolve::<burn::backend::Autodiff<B>>(&device),
+        CacheBackbone::Folded
+    );
+    assert_eq!(
+        CacheBackbone::Backend.resolve::<B>(&device),
+        CacheBackbone::Backend
+    );
     let folded = build(CacheBackbone::Folded);
     let reference = build(CacheBackbone::Backend);
     assert_eq!(

@@ -52,19 +52,41 @@ pub fn frozen_product<B: Backend>(dense: &Dense<B>, x: Tensor<B, 2>) -> Tensor<B
 /// Which implementation of the frozen backbone [`PrefixCache::build_with`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CacheBackbone {
+    /// [`CacheBackbone::Folded`] on a CPU backend (burn's `Flex` or `NdArray`, with or without
+    /// autodiff), [`CacheBackbone::Backend`] on any other (an accelerator); see
+    /// [`CacheBackbone::resolve`].
+    #[default]
+    Auto,
     /// [`MobileNetV3::fold_for_inference`]: batch norms folded, channels-last kernels on the
     /// host (rayon threads), whatever the backend. The fast path on the CPU.
-    #[default]
     Folded,
     /// The model's own layers on its backend ([`MobileNetV3::features_pooled`]): the path on
     /// an accelerator, and the reference the folded path is tested against.
     Backend,
 }
 
+impl CacheBackbone {
+    /// The concrete choice for backend `B` on `device`: `Auto` becomes `Folded` when burn names
+    /// the backend `flex` or `ndarray` (the host backends), else `Backend`.
+    pub fn resolve<B: Backend>(self, device: &B::Device) -> Self {
+        match self {
+            Self::Auto => {
+                let name = B::name(device).to_lowercase();
+                if name.contains("flex") || name.contains("ndarray") {
+                    Self::Folded
+                } else {
+                    Self::Backend
+                }
+            }
+            other => other,
+        }
+    }
+}
+
 impl PrefixCache {
     /// Runs the frozen prefix of `model` over the first `limits.0` training and `limits.1` test
-    /// images (in batches of 256, with a progress bar when `progress`), the backbone folded
-    /// ([`CacheBackbone::Folded`]).
+    /// images (in batches of 256, with a progress bar when `progress`), the backbone folded on
+    /// the CPU and the model's own layers on an accelerator ([`CacheBackbone::Auto`]).
     ///
     /// # Errors
     /// From folding the backbone, preprocessing the images or reading the results.
@@ -83,7 +105,7 @@ impl PrefixCache {
             transform,
             progress,
             device,
-            CacheBackbone::Folded,
+            CacheBackbone::Auto,
         )
     }
 
@@ -115,9 +137,9 @@ impl PrefixCache {
         } else {
             ProgressBar::hidden()
         };
-        let folded = match backbone {
+        let folded = match backbone.resolve::<B>(device) {
             CacheBackbone::Folded => Some(model.fold_for_inference()?),
-            CacheBackbone::Backend => None,
+            CacheBackbone::Backend | CacheBackbone::Auto => None,
         };
         let size = transform.size;
         let mut dims = (0, 0);
