@@ -16,6 +16,10 @@ THREADS=${2:-2}
 PYTHON=${PYTHON:-python3}
 EXTRA=${EXTRA:-}
 TORCH_EXTRA=${TORCH_EXTRA:-}
+# On a shared machine torch's spinning OpenMP threads collapse when a core is taken (2-thread
+# runs 5-20x slower); passive waiting keeps its timing meaningful. Set OMP_WAIT_POLICY=ACTIVE
+# for OpenMP's default on a quiet machine.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 cd "$(dirname "$0")/.."
 cargo build --release --quiet --example cifar_cache_timing
 BIN="${CARGO_TARGET_DIR:-target}/release/examples/cifar_cache_timing"
