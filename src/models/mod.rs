@@ -13,5 +13,7 @@ pub mod mobilenet_v3;
 mod precision;
 
 pub use error::WeightsError;
-pub use mobilenet_v3::{AdapterTargets, MobileNetV3, MobileNetV3Arch, MobileNetV3Config};
+pub use mobilenet_v3::{
+    AdapterTargets, FoldedMobileNetV3, MobileNetV3, MobileNetV3Arch, MobileNetV3Config,
+};
 pub use precision::{Precision, cast_floats};

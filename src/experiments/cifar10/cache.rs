@@ -5,17 +5,27 @@
 //! what follows it (Hardswish, dropout, the head) change during training. The cache computes
 //! the pooled features `x` and `W0 x + b` once per image and training reads them instead of
 //! running the backbone, which makes a round cost a few small matrix products.
+//!
+//! The backbone runs folded ([`MobileNetV3::fold_for_inference`]: batch norms folded into the
+//! convolutions, channels-last host kernels), on the host whatever the backend; the images are
+//! preprocessed on the host straight into its input. Only `classifier.0`'s product runs on the
+//! backend.
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use burn::tensor::module::linear;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::data::{Cifar10, Cifar10Split, ImageTransform, to_tensor_batch};
+use rayon::prelude::*;
+
+use crate::data::{CIFAR10_SIDE, Cifar10, Cifar10Split, ImageTransform};
 use crate::error::{FedError, Result};
 use crate::federated::Split;
 use crate::models::MobileNetV3;
 use crate::models::mobilenet_v3::Dense;
+
+/// Images per backbone batch of the cache build.
+const CACHE_BATCH: usize = 256;
 
 /// Pooled features and the adapted layer's frozen product of every training and test image,
 /// row `i` for image `i` of its split.
@@ -39,9 +49,47 @@ pub fn frozen_product<B: Backend>(dense: &Dense<B>, x: Tensor<B, 2>) -> Tensor<B
     }
 }
 
+/// Which implementation of the frozen backbone [`PrefixCache::build_with`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CacheBackbone {
+    /// [`CacheBackbone::Folded`] on a CPU backend (burn's `Flex` or `NdArray`, with or without
+    /// autodiff), [`CacheBackbone::Backend`] on any other (an accelerator); see
+    /// [`CacheBackbone::resolve`].
+    #[default]
+    Auto,
+    /// [`MobileNetV3::fold_for_inference`]: batch norms folded, channels-last kernels on the
+    /// host (rayon threads), whatever the backend. The fast path on the CPU.
+    Folded,
+    /// The model's own layers on its backend ([`MobileNetV3::features_pooled`]): the path on
+    /// an accelerator, and the reference the folded path is tested against.
+    Backend,
+}
+
+impl CacheBackbone {
+    /// The concrete choice for backend `B` on `device`: `Auto` becomes `Folded` when burn names
+    /// the backend `flex` or `ndarray` (the host backends), else `Backend`.
+    pub fn resolve<B: Backend>(self, device: &B::Device) -> Self {
+        match self {
+            Self::Auto => {
+                let name = B::name(device).to_lowercase();
+                if name.contains("flex") || name.contains("ndarray") {
+                    Self::Folded
+                } else {
+                    Self::Backend
+                }
+            }
+            other => other,
+        }
+    }
+}
+
 impl PrefixCache {
     /// Runs the frozen prefix of `model` over the first `limits.0` training and `limits.1` test
-    /// images (in batches of 128, with a progress bar when `progress`).
+    /// images (in batches of 256, with a progress bar when `progress`), the backbone folded on
+    /// the CPU and the model's own layers on an accelerator ([`CacheBackbone::Auto`]).
+    ///
+    /// # Errors
+    /// From folding the backbone, preprocessing the images or reading the results.
     pub fn build<B: Backend>(
         model: &MobileNetV3<B>,
         data: &Cifar10,
@@ -49,6 +97,30 @@ impl PrefixCache {
         transform: &ImageTransform,
         progress: bool,
         device: &B::Device,
+    ) -> Result<Self> {
+        Self::build_with(
+            model,
+            data,
+            limits,
+            transform,
+            progress,
+            device,
+            CacheBackbone::Auto,
+        )
+    }
+
+    /// [`PrefixCache::build`] with a choice of backbone implementation.
+    ///
+    /// # Errors
+    /// As [`PrefixCache::build`].
+    pub fn build_with<B: Backend>(
+        model: &MobileNetV3<B>,
+        data: &Cifar10,
+        limits: (usize, usize),
+        transform: &ImageTransform,
+        progress: bool,
+        device: &B::Device,
+        backbone: CacheBackbone,
     ) -> Result<Self> {
         let (train, test) = (data.train(), data.test());
         let n_train = limits.0.min(train.len());
@@ -65,16 +137,37 @@ impl PrefixCache {
         } else {
             ProgressBar::hidden()
         };
+        let folded = match backbone.resolve::<B>(device) {
+            CacheBackbone::Folded => Some(model.fold_for_inference()?),
+            CacheBackbone::Backend | CacheBackbone::Auto => None,
+        };
+        let size = transform.size;
         let mut dims = (0, 0);
         let mut run = |split: &Cifar10Split, n: usize| -> Result<(Vec<f32>, Vec<f32>)> {
             let (mut xs, mut bases) = (Vec::new(), Vec::new());
             let indices: Vec<usize> = (0..n.min(split.len())).collect();
-            for chunk in indices.chunks(128) {
-                let images = to_tensor_batch::<B>(split, chunk, transform, None, device)?;
-                let x = model.features_pooled(images);
-                let base = frozen_product(&model.classifier.0, x.clone());
-                dims = (x.dims()[1], base.dims()[1]);
-                xs.extend(to_vec(x)?);
+            for chunk in indices.chunks(CACHE_BATCH) {
+                let images = preprocess(split, chunk, transform)?;
+                let (x, f) = match &folded {
+                    Some(folded) => (
+                        folded.features_pooled_host(&images, chunk.len(), size, size)?,
+                        folded.feature_dim(),
+                    ),
+                    None => {
+                        let images = Tensor::<B, 4>::from_data(
+                            TensorData::new(images, [chunk.len(), 3, size, size]),
+                            device,
+                        );
+                        let x = model.features_pooled(images);
+                        let f = x.dims()[1];
+                        (to_vec(x)?, f)
+                    }
+                };
+                let x_tensor =
+                    Tensor::<B, 2>::from_data(TensorData::new(x.clone(), [chunk.len(), f]), device);
+                let base = frozen_product(&model.classifier.0, x_tensor);
+                dims = (f, base.dims()[1]);
+                xs.extend(x);
                 bases.extend(to_vec(base)?);
                 bar.inc(chunk.len() as u64);
             }
@@ -141,6 +234,29 @@ impl PrefixCache {
             Tensor::from_data(TensorData::new(base, [rows.len(), h]), device),
         ))
     }
+}
+
+/// The images at `indices` of `split`, preprocessed without augmentation, `[N, 3, S, S]`
+/// row-major on the host.
+fn preprocess(
+    split: &Cifar10Split,
+    indices: &[usize],
+    transform: &ImageTransform,
+) -> Result<Vec<f32>> {
+    let n = transform.output_len();
+    let mut values = vec![0f32; indices.len() * n];
+    values
+        .par_chunks_mut(n)
+        .zip(indices.par_iter())
+        .try_for_each(|(out, &i)| {
+            let (image, _) = split.get(i).ok_or_else(|| {
+                FedError::Task(format!("image {i} is not in a split of {}", split.len()))
+            })?;
+            transform
+                .apply_augmented(image, CIFAR10_SIDE, CIFAR10_SIDE, Default::default(), out)
+                .map_err(FedError::from)
+        })?;
+    Ok(values)
 }
 
 fn to_vec<B: Backend>(t: Tensor<B, 2>) -> Result<Vec<f32>> {

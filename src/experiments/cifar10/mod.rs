@@ -18,7 +18,7 @@ pub mod config;
 pub mod pipeline;
 pub mod task;
 
-pub use cache::PrefixCache;
+pub use cache::{CacheBackbone, PrefixCache};
 pub use clients::ClientSplit;
 pub use cohort::COHORT_MEMORY_BUDGET;
 pub use config::{Cifar10Config, StrategyKind};

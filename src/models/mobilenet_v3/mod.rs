@@ -5,6 +5,8 @@
 //! * [`blocks`]: the layers ([`FrozenBatchNorm2d`], squeeze-excitation, inverted residuals).
 //! * [`model`]: [`MobileNetV3`] and its forward passes.
 //! * [`weights`]: loading `.pth` / `.safetensors` state dicts with typed errors.
+//! * [`folded`]: [`FoldedMobileNetV3`], the frozen backbone with batch norms folded, for fast
+//!   inference on the CPU (the CIFAR-10 cache build).
 //! * [`adapters`]: [`MobileNetV3::with_adapters`], [`MobileNetV3::freeze_backbone`].
 //!
 //! Module paths are torchvision's `state_dict` keys (`features.0.1.running_var`,
@@ -28,6 +30,7 @@
 pub mod adapters;
 pub mod blocks;
 pub mod config;
+pub mod folded;
 mod init;
 pub mod model;
 pub mod weights;
@@ -36,4 +39,5 @@ pub use crate::lora::{Dense, Pointwise};
 pub use adapters::AdapterTargets;
 pub use blocks::FrozenBatchNorm2d;
 pub use config::{MobileNetV3Arch, MobileNetV3Config};
+pub use folded::FoldedMobileNetV3;
 pub use model::MobileNetV3;
