@@ -30,6 +30,7 @@
 mod cifar10;
 mod download;
 mod error;
+mod hub_files;
 mod image;
 pub mod okvqa;
 pub mod rlaif_v;
@@ -43,6 +44,7 @@ pub use download::{
     sha256_file, torch_hub_checkpoints_dir,
 };
 pub use error::DataError;
+pub use hub_files::DatasetSource;
 pub use image::{Augmentation, IMAGENET_MEAN, IMAGENET_STD, ImageTransform, to_tensor_batch};
 pub use okvqa::{
     OKVQA_ANSWERS_PER_QUESTION, OKVQA_REPO, OKVQA_SOURCE, OkVqa, OkVqaFiles, OkVqaOptions,

@@ -53,7 +53,6 @@ mod sample;
 
 pub use hub::{RLAIF_V_REPO, RlaifVShards, RlaifVSource};
 // Shared with the OK-VQA reader (same hub layout, same hostile-parquet guards).
-pub(crate) use hub::{cached_files, download_files};
 pub(crate) use parquet_guard::{check_column_chunks, parquet_call, parquet_step};
 pub use partition::{
     RlaifVClient, RlaifVPartitionOptions, RlaifVScheme, partition_by_source_keys, partition_rlaif_v,

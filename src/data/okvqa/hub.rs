@@ -3,12 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use hf_hub::{Repo, RepoType};
-
 use super::reader::{OKVQA_FILE_PATTERN, is_okvqa_file, okvqa_files};
 use crate::data::DataError;
-use crate::data::rlaif_v::{cached_files, download_files};
-use crate::models::florence2::hub::{HubOptions, is_hub_id};
+use crate::data::hub_files::{DatasetFiles, DatasetSource};
+use crate::models::florence2::hub::HubOptions;
 
 /// The hub dataset id of OK-VQA in parquet: `lmms-lab/OK-VQA`, split `val2014` (5046
 /// questions) in `data/val2014-*.parquet`, columns `question_id`, `image` (`{bytes, path}`),
@@ -16,17 +14,18 @@ use crate::models::florence2::hub::{HubOptions, is_hub_id};
 pub const OKVQA_REPO: &str = "lmms-lab/OK-VQA";
 
 /// Where the files came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OkVqaSource {
-    /// A local folder.
-    Local(PathBuf),
-    /// A hub dataset, through the cache.
-    Hub {
-        /// The hub dataset id.
-        repo: String,
-        /// The revision.
-        revision: String,
-    },
+pub type OkVqaSource = DatasetSource;
+
+/// How OK-VQA's files are told apart.
+const OKVQA_FILES: DatasetFiles = DatasetFiles {
+    repo_hint: OKVQA_REPO,
+    pattern: OKVQA_FILE_PATTERN,
+    is_file: is_okvqa_file,
+    local: okvqa_files_in,
+};
+
+fn okvqa_files_in(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    okvqa_files(dir)
 }
 
 /// The OK-VQA parquet files on disk, sorted by file name.
@@ -55,19 +54,7 @@ impl OkVqaFiles {
     /// [`DataError::InvalidArgument`] when `dataset` is neither; otherwise as
     /// [`Self::from_dir`] or [`Self::from_hub`].
     pub fn resolve_with(dataset: &str, options: &HubOptions) -> Result<Self, DataError> {
-        let path = Path::new(dataset);
-        if path.is_dir() {
-            Self::from_dir(path)
-        } else if is_hub_id(dataset) {
-            Self::from_hub(dataset, options)
-        } else {
-            Err(DataError::InvalidArgument {
-                field: "dataset",
-                reason: format!(
-                    "`{dataset}` is neither a folder nor a hub dataset id such as {OKVQA_REPO}"
-                ),
-            })
-        }
+        OKVQA_FILES.resolve(dataset, options).map(Self::from)
     }
 
     /// The files of a local folder (directly inside it, or in its `data/` sub-folder).
@@ -75,11 +62,7 @@ impl OkVqaFiles {
     /// # Errors
     /// As [`okvqa_files`].
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self, DataError> {
-        let dir = dir.as_ref();
-        Ok(Self {
-            files: okvqa_files(dir)?,
-            source: OkVqaSource::Local(dir.to_path_buf()),
-        })
+        OKVQA_FILES.in_dir(dir.as_ref()).map(Self::from)
     }
 
     /// The files of a hub dataset: offline, the ones in the cache; online, every
@@ -90,29 +73,12 @@ impl OkVqaFiles {
     /// files. Online: [`DataError::Hub`] when the hub cannot be reached or a download fails,
     /// [`DataError::NoShards`] when the repository lists no such file.
     pub fn from_hub(repo_id: &str, options: &HubOptions) -> Result<Self, DataError> {
-        let repo = Repo::with_revision(
-            repo_id.to_string(),
-            RepoType::Dataset,
-            options.revision.clone(),
-        );
-        let source = OkVqaSource::Hub {
-            repo: repo_id.to_string(),
-            revision: options.revision.clone(),
-        };
-        let files = if options.offline {
-            let files = cached_files(&options.cache_dir, &repo, &options.revision, is_okvqa_file);
-            if files.is_empty() {
-                return Err(DataError::NotInHubCache {
-                    repo: repo_id.to_string(),
-                    revision: options.revision.clone(),
-                    pattern: OKVQA_FILE_PATTERN.to_string(),
-                    cache: options.cache_dir.display().to_string(),
-                });
-            }
-            files
-        } else {
-            download_files(repo_id, repo, options, is_okvqa_file, OKVQA_FILE_PATTERN)?
-        };
-        Ok(Self { files, source })
+        OKVQA_FILES.on_hub(repo_id, options).map(Self::from)
+    }
+}
+
+impl From<(Vec<PathBuf>, DatasetSource)> for OkVqaFiles {
+    fn from((files, source): (Vec<PathBuf>, DatasetSource)) -> Self {
+        Self { files, source }
     }
 }
