@@ -4,8 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use hf_hub::api::sync::ApiBuilder;
-use hf_hub::{Cache, Repo, RepoType};
+use hf_hub::{Repo, RepoType};
 
 use crate::data::DataError;
 use crate::models::florence2::hub::{HubOptions, is_hub_id};
@@ -155,15 +154,8 @@ fn download_files(
         what: what.to_string(),
         reason,
     };
-    let mut builder = ApiBuilder::from_cache(Cache::new(options.cache_dir.clone()))
-        .with_progress(options.progress);
-    if let Some(endpoint) = &options.endpoint {
-        builder = builder.with_endpoint(endpoint.clone());
-    }
-    if options.token.is_some() {
-        builder = builder.with_token(options.token.clone());
-    }
-    let api = builder
+    let api = options
+        .api_builder()
         .build()
         .map_err(|e| failed("repository info", e.to_string()))?
         .repo(repo);

@@ -102,6 +102,19 @@ pub struct HubOptions {
 }
 
 impl HubOptions {
+    /// An hf-hub API builder on these options' cache, endpoint, token and progress setting.
+    pub(crate) fn api_builder(&self) -> ApiBuilder {
+        let mut builder =
+            ApiBuilder::from_cache(Cache::new(self.cache_dir.clone())).with_progress(self.progress);
+        if let Some(endpoint) = &self.endpoint {
+            builder = builder.with_endpoint(endpoint.clone());
+        }
+        if self.token.is_some() {
+            builder = builder.with_token(self.token.clone());
+        }
+        builder
+    }
+
     /// The options the environment sets, as Python's `huggingface_hub` reads them:
     /// `HF_HUB_OFFLINE` (`1`, `true`, `yes`, `on`; `TRANSFORMERS_OFFLINE` too), the cache folder
     /// from `HF_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`, `HF_ENDPOINT`,
@@ -309,15 +322,8 @@ impl Florence2Files {
             what: what.to_string(),
             reason,
         };
-        let mut builder = ApiBuilder::from_cache(Cache::new(options.cache_dir.clone()))
-            .with_progress(options.progress);
-        if let Some(endpoint) = &options.endpoint {
-            builder = builder.with_endpoint(endpoint.clone());
-        }
-        if options.token.is_some() {
-            builder = builder.with_token(options.token.clone());
-        }
-        let api = builder
+        let api = options
+            .api_builder()
             .build()
             .map_err(|e| failed("repository info", e.to_string()))?
             .repo(repo);
