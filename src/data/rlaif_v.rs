@@ -45,11 +45,13 @@
 //! ```
 
 mod hub;
+mod keeper;
 mod parquet_guard;
 mod partition;
 mod reader;
 mod reservoir;
 mod sample;
+mod schema;
 
 pub use hub::{RLAIF_V_REPO, RlaifVShards, RlaifVSource};
 // Shared with the OK-VQA reader (same hub layout, same hostile-parquet guards).

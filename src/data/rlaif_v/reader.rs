@@ -1,22 +1,21 @@
 //! Reading RLAIF-V parquet shards, shard by shard and row group by row group.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use parquet::basic::Type as PhysicalType;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::reader::TreeBuilder;
 use parquet::record::{Field, Row};
-use parquet::schema::types::{SchemaDescriptor, Type, TypePtr};
+use parquet::schema::types::SchemaDescriptor;
 
+use super::keeper::{Admission, Keeper};
 use super::parquet_guard::{check_column_chunks, parquet_call, parquet_step};
-use super::reservoir::{Reservoir, Ticket, source_seed};
 use super::sample::{
     ImageCheck, RlaifVOptions, RlaifVSample, RlaifVSkip, RlaifVSummary, decode_image,
     image_dimensions,
 };
+use super::schema::projection;
 use crate::data::DataError;
 
 /// The shard file name prefix (`RLAIF-V-Dataset_000.parquet`, ...).
@@ -197,131 +196,6 @@ fn limit_reached(summary: &RlaifVSummary, options: &RlaifVOptions) -> bool {
     options.max_samples.is_some_and(|max| summary.kept() >= max)
 }
 
-/// A sampled row with its shard's index in the read, for putting samples back in file order.
-type Placed = (usize, RlaifVSample);
-
-/// Where well-formed rows go: straight to the callback up to the per-source cap (the first
-/// rows), or into per-source reservoirs (a seeded uniform sample).
-enum Keeper {
-    /// The first `cap` rows of each source (no cap: every row).
-    First {
-        /// [`RlaifVOptions::max_samples_per_source`].
-        cap: Option<usize>,
-    },
-    /// A uniform sample of at most `cap` rows per source.
-    Sample {
-        /// [`RlaifVOptions::max_samples_per_source`].
-        cap: usize,
-        /// [`RlaifVOptions::sample_seed`].
-        seed: u64,
-        /// Each source's reservoir, created when the source is first met.
-        reservoirs: BTreeMap<String, Reservoir<Placed>>,
-    },
-}
-
-/// What [`Keeper::admit`] decided for a well-formed row, before its image is checked.
-enum Admission {
-    /// The row would be kept: check its image, then [`Keeper::keep`] it.
-    Check(Option<Ticket>),
-    /// The source's sample is full without it.
-    Capped,
-}
-
-impl Keeper {
-    fn new(options: &RlaifVOptions) -> Self {
-        match (options.max_samples_per_source, options.sample_seed) {
-            (Some(cap), Some(seed)) => Self::Sample {
-                cap,
-                seed,
-                reservoirs: BTreeMap::new(),
-            },
-            (cap, _) => Self::First { cap },
-        }
-    }
-
-    /// Whether a well-formed row of `source` would be kept (drawing its random key when
-    /// sampling).
-    fn admit(&mut self, source: &str, summary: &RlaifVSummary) -> Admission {
-        match self {
-            Self::First { cap } => {
-                let full = cap.is_some_and(|max| {
-                    summary
-                        .kept_per_source
-                        .get(source)
-                        .is_some_and(|&n| n >= max)
-                });
-                if full {
-                    Admission::Capped
-                } else {
-                    Admission::Check(None)
-                }
-            }
-            Self::Sample {
-                cap,
-                seed,
-                reservoirs,
-            } => {
-                let reservoir = match reservoirs.get_mut(source) {
-                    Some(reservoir) => reservoir,
-                    None => reservoirs
-                        .entry(source.to_string())
-                        .or_insert_with(|| Reservoir::new(*cap, source_seed(*seed, source))),
-                };
-                match reservoir.offer() {
-                    Some(ticket) => Admission::Check(Some(ticket)),
-                    None => Admission::Capped,
-                }
-            }
-        }
-    }
-
-    /// Keeps a checked row that [`Self::admit`] let in: passes it on, or puts it in its
-    /// source's sample (a row it pushes out counts as capped).
-    fn keep(
-        &mut self,
-        ticket: Option<Ticket>,
-        file_index: usize,
-        sample: RlaifVSample,
-        summary: &mut RlaifVSummary,
-        on_sample: &mut impl FnMut(RlaifVSample),
-    ) {
-        match (self, ticket) {
-            (Self::Sample { reservoirs, .. }, Some(ticket)) => {
-                let reservoir = reservoirs
-                    .get_mut(&sample.origin_dataset)
-                    .expect("admit created the source's reservoir");
-                let source = sample.origin_dataset.clone();
-                if reservoir.insert(ticket, (file_index, sample)).is_some() {
-                    summary.capped += 1;
-                } else {
-                    *summary.kept_per_source.entry(source).or_insert(0) += 1;
-                }
-            }
-            (_, _) => {
-                *summary
-                    .kept_per_source
-                    .entry(sample.origin_dataset.clone())
-                    .or_insert(0) += 1;
-                on_sample(sample);
-            }
-        }
-    }
-
-    /// Passes the sampled rows on, in file order (nothing to do for first rows).
-    fn finish(self, on_sample: &mut impl FnMut(RlaifVSample)) {
-        if let Self::Sample { reservoirs, .. } = self {
-            let mut kept: Vec<Placed> = reservoirs
-                .into_values()
-                .flat_map(Reservoir::into_items)
-                .collect();
-            kept.sort_unstable_by_key(|(file_index, sample)| (*file_index, sample.row));
-            for (_, sample) in kept {
-                on_sample(sample);
-            }
-        }
-    }
-}
-
 fn read_file(
     file_index: usize,
     path: &Path,
@@ -483,61 +357,4 @@ fn image_bytes(field: Field) -> Option<Vec<u8>> {
         _ => return None,
     };
     (!bytes.data().is_empty()).then(|| bytes.data().to_vec())
-}
-
-/// The projection of the file schema `root` onto the four used columns, in the order
-/// [`fields`] expects; the image struct is cut down to its `bytes` field.
-fn projection(path: &Path, root: &TypePtr) -> Result<Type, DataError> {
-    let missing = |column: &str, reason: &str| DataError::MissingColumn {
-        path: path.display().to_string(),
-        column: column.to_string(),
-        reason: reason.to_string(),
-    };
-    let find = |name: &str| {
-        root.get_fields()
-            .iter()
-            .find(|f| f.name() == name)
-            .ok_or_else(|| missing(name, "is missing"))
-    };
-    let is_binary =
-        |f: &TypePtr| f.is_primitive() && f.get_physical_type() == PhysicalType::BYTE_ARRAY;
-    let mut fields = Vec::with_capacity(4);
-    for name in [QUESTION_COLUMN, CHOSEN_COLUMN, ORIGIN_COLUMN] {
-        let field = find(name)?;
-        if !is_binary(field) {
-            return Err(missing(name, "is not a string column"));
-        }
-        fields.push(Arc::clone(field));
-    }
-    let image = find(IMAGE_COLUMN)?;
-    let image = if is_binary(image) {
-        Arc::clone(image)
-    } else if image.is_group() {
-        let bytes = image
-            .get_fields()
-            .iter()
-            .find(|f| f.name() == IMAGE_BYTES_FIELD && is_binary(f))
-            .ok_or_else(|| missing(IMAGE_COLUMN, "has no binary `bytes` field"))?;
-        let info = image.get_basic_info();
-        let mut builder =
-            Type::group_type_builder(IMAGE_COLUMN).with_fields(vec![Arc::clone(bytes)]);
-        if info.has_repetition() {
-            builder = builder.with_repetition(info.repetition());
-        }
-        Arc::new(
-            builder
-                .build()
-                .map_err(|e| missing(IMAGE_COLUMN, &e.to_string()))?,
-        )
-    } else {
-        return Err(missing(IMAGE_COLUMN, "is neither binary nor a struct"));
-    };
-    fields.push(image);
-    Type::group_type_builder(root.name())
-        .with_fields(fields)
-        .build()
-        .map_err(|e| DataError::NotParquet {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })
 }
