@@ -329,7 +329,17 @@ fn a_question_with_a_task_token_is_skipped_and_counted() {
         .map(|k| data.split.train[k].len() + data.split.test[k].len())
         .sum();
     assert_eq!(used, 14);
-    assert!(data.texts.iter().all(|t| !t.question.contains('<')));
+    // Test samples keep their (task-token-free) question; training samples keep no text.
+    let test: Vec<usize> = data.split.test.concat();
+    assert!(!test.is_empty());
+    for (i, text) in data.texts.iter().enumerate() {
+        if test.contains(&i) {
+            assert!(!text.question.is_empty() && !text.question.contains('<'));
+            assert!(!text.answer.is_empty());
+        } else {
+            assert_eq!((text.question.as_str(), text.answer.as_str()), ("", ""));
+        }
+    }
 }
 
 #[test]
