@@ -89,7 +89,18 @@ fn okvqa_runs_one_federated_round_end_to_end() {
     for k in 0..2 {
         assert_eq!(data.split.train[k].len() + data.split.test[k].len(), 8);
     }
-    for text in &data.texts {
+    // Test samples (the ones scored) keep their ten human answers; training samples none.
+    let test: Vec<usize> = data.split.test.concat();
+    assert!(!test.is_empty());
+    for (i, text) in data.texts.iter().enumerate() {
+        assert_eq!(text.source, "ok-vqa");
+        if !test.contains(&i) {
+            assert!(
+                text.human_answers.is_empty() && text.answer.is_empty(),
+                "{text:?}"
+            );
+            continue;
+        }
         assert_eq!(text.human_answers.len(), 10);
         let wins = text
             .human_answers

@@ -2,7 +2,8 @@
 //! RLAIF-V shard of `common::rlaif_shards` and `Florence2Pipeline::tiny_random`: a build
 //! stopped midway resumes from its last shard, a finished cache is reused without a forward
 //! pass, other weights, precision or dtype rebuild it, and training from it gives the
-//! uncached losses. Also: a question holding a task token is skipped and counted.
+//! uncached losses. Also: a question holding a task token is skipped and counted, and the
+//! build's batch size is derived from free memory without a user's.
 
 mod common;
 
@@ -14,6 +15,7 @@ use burn::module::AutodiffModule;
 use common::rlaif_shards::write_dataset;
 use fedvlm::data::{RlaifV, RlaifVOptions, RlaifVSummary};
 use fedvlm::experiments::rlaif::{RlaifConfig, RlaifData, RunInputs, freeze_base, run_rule};
+use fedvlm::experiments::vqa::cache::{CPU_MAX_BATCH, SampleShape, sample_peak_bytes};
 use fedvlm::experiments::vqa::{
     CacheConfig, CacheDtype, DiskCacheOptions, FrozenPrefixCache, prefix_forward_passes,
 };
@@ -327,5 +329,46 @@ fn a_question_with_a_task_token_is_skipped_and_counted() {
         .map(|k| data.split.train[k].len() + data.split.test[k].len())
         .sum();
     assert_eq!(used, 14);
-    assert!(data.texts.iter().all(|t| !t.question.contains('<')));
+    // Test samples keep their (task-token-free) question; training samples keep no text.
+    let test: Vec<usize> = data.split.test.concat();
+    assert!(!test.is_empty());
+    for (i, text) in data.texts.iter().enumerate() {
+        if test.contains(&i) {
+            assert!(!text.question.is_empty() && !text.question.contains('<'));
+            assert!(!text.answer.is_empty());
+        } else {
+            assert_eq!((text.question.as_str(), text.answer.as_str()), ("", ""));
+        }
+    }
+}
+
+#[test]
+fn without_a_user_batch_the_cpu_build_sizes_its_batch_from_free_memory() {
+    let fixture = Fixture::new();
+    let device = Default::default();
+    let defaults = CacheConfig::for_backend::<B>(&device);
+    let (chosen, why) = defaults
+        .with_memory_batch(&fixture.base, &fixture.data.samples, &device)
+        .unwrap();
+    // The tiny model's sample is a few hundred KiB: memory allows far more than the CPU's
+    // fastest batch, so batch 1 with batches in parallel, and the log says why.
+    let shape = SampleShape::of(&fixture.base, &fixture.data.samples, 4);
+    assert_eq!(shape.d_model, fixture.base.language_model.d_model());
+    assert!(
+        shape.image_side > 0 && shape.encoder_len > shape.image_side / 32,
+        "{shape:?}"
+    );
+    let per_sample = sample_peak_bytes(&shape);
+    assert!(per_sample > 0 && per_sample < 64 << 20, "{per_sample}");
+    assert_eq!(chosen.batch_size, CPU_MAX_BATCH);
+    if cfg!(target_os = "linux") {
+        assert!(chosen.parallel);
+        assert!(why.contains("MiB free"), "{why}");
+    } else {
+        assert!(why.contains("unknown"), "{why}");
+    }
+    assert_eq!(
+        (chosen.dtype, chosen.budget_bytes),
+        (defaults.dtype, defaults.budget_bytes)
+    );
 }

@@ -154,9 +154,11 @@ pub struct Args {
     /// precision is for GPUs; adapters always train in f32).
     #[arg(long)]
     pub prefix_precision: Option<fedvlm::models::Precision>,
-    /// Samples per forward pass while the frozen-prefix cache is built (default per backend:
-    /// 1 on the CPU, several batches at once on its threads, see BENCHMARKS.md; 16 on a GPU,
-    /// one batch in flight).
+    /// Samples per forward pass while the frozen-prefix cache is built. Default: derived from
+    /// free memory (MemAvailable on the CPU, the device's free memory on CUDA) and an
+    /// estimate of one sample's peak activations, clamped to 1..=64; on the CPU at most 1
+    /// (fastest per sample, BENCHMARKS.md) with batches in parallel on its threads when they
+    /// fit; on a GPU one batch in flight (16 where free memory is unknown).
     #[arg(long)]
     pub cache_batch_size: Option<usize>,
     /// Memory budget in MiB of the frozen-prefix cache's shards held in RAM (every sample is
@@ -433,13 +435,30 @@ impl Args {
             return Ok(None);
         }
         let t = Instant::now();
-        let defaults = CacheConfig::for_backend::<B>(device);
-        let cache_config = CacheConfig {
+        let defaults = CacheConfig {
             budget_bytes: self.cache_mib << 20,
             precision: config.prefix_precision,
-            batch_size: self.cache_batch_size.unwrap_or(defaults.batch_size),
-            ..defaults
+            ..CacheConfig::for_backend::<B>(device)
         };
+        let (cache_config, why) = match self.cache_batch_size {
+            Some(batch_size) => (
+                CacheConfig {
+                    batch_size,
+                    ..defaults
+                },
+                "--cache-batch-size".to_string(),
+            ),
+            None => defaults.with_memory_batch(base, &data.samples, device)?,
+        };
+        println!(
+            "frozen-prefix cache build: batch {}{} ({why})",
+            cache_config.batch_size,
+            if cache_config.parallel {
+                ", batches in parallel"
+            } else {
+                ", one batch in flight"
+            }
+        );
         let options = DiskCacheOptions::new(dir);
         let (cache, stats) = FrozenPrefixCache::build_on_disk(
             &base.valid(),

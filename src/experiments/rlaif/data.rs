@@ -14,7 +14,10 @@ use crate::experiments::vqa::{
 };
 use crate::models::florence2::processor::{Florence2Processor, ProcessorError};
 
-/// The question and reference answer of one sample, as text (for the generated-answers file).
+/// The question and reference answer of one sample, as text (for the generated-answers file
+/// and the answer-level scores). Only test samples (the ones answers are generated for) keep
+/// their question, answer and human answers; a training-only sample keeps its source and
+/// empty text, so the text held does not grow with the training rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SampleText {
     /// The question.
@@ -35,7 +38,8 @@ pub struct RlaifData {
     /// The samples (indexed by [`Self::split`]), shared with every rule's task; each keeps
     /// its encoded image (or where it is stored), decoded when a batch uses it.
     pub samples: Arc<Vec<VqaSample>>,
-    /// Their text, in the same order.
+    /// Their text, in the same order (question and answers for test samples only, see
+    /// [`SampleText`]).
     pub texts: Vec<SampleText>,
     /// Per trainer, its train and test samples (one trainer when centralised).
     pub split: VqaSplit,
@@ -196,10 +200,18 @@ impl RlaifData {
             ));
         }
 
+        // Only test samples generate and score answers: only they keep their text.
+        let mut is_test = vec![false; used.len()];
+        for &i in split.test.iter().flatten().chain(&split.global_test) {
+            if let Some(t) = is_test.get_mut(i) {
+                *t = true;
+            }
+        }
+
         let preprocessor: Arc<dyn ImagePreprocessor> = Arc::new(processor.clone());
         let mut samples = Vec::with_capacity(used.len());
         let mut texts = Vec::with_capacity(used.len());
-        for &r in &used {
+        for (i, &r) in used.iter().enumerate() {
             let row = data
                 .row(r)
                 .ok_or_else(|| FedError::Task(format!("row {r} is past the data's end")))?;
@@ -227,11 +239,20 @@ impl RlaifData {
                 config.max_answer_len,
             )?;
             samples.push(sample);
-            texts.push(SampleText {
-                question: row.question().to_string(),
-                answer: row.answer().to_string(),
-                source: row.source().to_string(),
-                human_answers: row.human_answers().to_vec(),
+            texts.push(if is_test[i] {
+                SampleText {
+                    question: row.question().to_string(),
+                    answer: row.answer().to_string(),
+                    source: row.source().to_string(),
+                    human_answers: row.human_answers().to_vec(),
+                }
+            } else {
+                SampleText {
+                    question: String::new(),
+                    answer: String::new(),
+                    source: row.source().to_string(),
+                    human_answers: Vec::new(),
+                }
             });
         }
         split.validate(samples.len())?;

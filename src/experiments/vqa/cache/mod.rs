@@ -30,7 +30,8 @@
 //!   its adapters train in f32. On a GPU this halves the prefix's memory traffic and uses its
 //!   half precision units; on the CPU it is slower than f32 (burn's CPU kernels convert).
 //! * Building: on a CPU backend several batches run at once on rayon's threads; on others one
-//!   batch is in flight ([`CacheConfig::for_backend`]). [`prefix_forward_passes`] counts the
+//!   batch is in flight ([`CacheConfig::for_backend`]). Without a batch size from the user, it is
+//!   derived from free memory ([`CacheConfig::with_memory_batch`]). [`prefix_forward_passes`] counts the
 //!   forward passes.
 //! * Every client shares the frozen weights, so one cache (built from any client's model)
 //!   serves them all.
@@ -38,6 +39,7 @@
 mod build;
 mod entry;
 mod key;
+mod memory;
 mod shard;
 mod store;
 
@@ -47,4 +49,8 @@ pub use entry::{
     is_cpu_backend, prefix_forward_passes, stack_entries,
 };
 pub use key::{CacheKey, MANIFEST_FILE, weights_hash};
+pub use memory::{
+    BatchChoice, CPU_MAX_BATCH, MAX_BATCH, SAFETY_FACTOR, SampleShape, USABLE_PERCENT,
+    choose_batch, free_memory, parse_mem_available, sample_peak_bytes,
+};
 pub use store::FrozenPrefixCache;
