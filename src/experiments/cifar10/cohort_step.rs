@@ -90,11 +90,13 @@ pub(super) fn step<B: Backend>(p: &StepParams<B>, inputs: &StepInputs<B>) -> Ste
         .mul(h.clone().lower_elem(3.0).float());
     let slope = gate + (h * inside).div_scalar(6.0);
     let g_up = (g_act * slope).mul_scalar(p.scaling);
-    // As autodiff does for `down Bᵀ` and `xd Aᵀ`: the gradient of the transposed weight, then
-    // transposed back (the same products, summed in the same order).
-    let g_b = down.swap_dims(1, 2).matmul(g_up.clone()).swap_dims(1, 2);
-    let g_down = g_up.matmul(p.b.clone());
-    let g_a = xd.swap_dims(1, 2).matmul(g_down).swap_dims(1, 2);
+    // `g_B = g_upᵀ down` and `g_A = g_downᵀ xd`, the same sums autodiff forms as
+    // `(downᵀ g_up)ᵀ` and `(xdᵀ g_down)ᵀ`, written so that the results are contiguous: the
+    // optimiser's element-wise ops on a transposed view walk it element by element, several
+    // times slower.
+    let g_down = g_up.clone().matmul(p.b.clone());
+    let g_b = g_up.swap_dims(1, 2).matmul(down);
+    let g_a = g_down.swap_dims(1, 2).matmul(xd);
     StepGrads {
         a: g_a,
         b: g_b,

@@ -20,7 +20,7 @@ pub mod task;
 
 pub use cache::{CacheBackbone, PrefixCache};
 pub use clients::ClientSplit;
-pub use cohort::COHORT_MEMORY_BUDGET;
+pub use cohort::{COHORT_MEMORY_BUDGET, CPU_COHORT_SIZE};
 pub use config::{Cifar10Config, StrategyKind};
 pub use pipeline::{
     HEAD, RuleRun, RunInputs, build_cache, build_client_models, federation, load_backbone,

@@ -50,8 +50,8 @@ use crate::params::Payload;
 pub enum CohortMode {
     /// Every client trains on its own, one after the other.
     Off,
-    /// Cohorts as large as the task's memory budget allows
-    /// ([`CohortTrainer::max_cohort_size`]); the default. Tasks without a
+    /// Cohorts as large as the task's memory budget allows, or the size the task knows to be
+    /// fastest on its backend when smaller ([`CohortTrainer::max_cohort_size`]); the default. Tasks without a
     /// [`CohortTrainer`] train sequentially.
     #[default]
     Auto,
@@ -116,7 +116,8 @@ pub trait CohortTrainer<B: AutodiffBackend, M: AutodiffModule<B>> {
     /// architecture the batched code does not cover).
     fn cohort_key(&self, member: &CohortMember<'_, M::InnerModule>) -> Option<String>;
 
-    /// The largest cohort the task's memory budget allows under `config`.
+    /// The largest cohort the task's memory budget allows under `config` (a task may return
+    /// less where larger cohorts are known to be slower, as on a CPU backend).
     fn max_cohort_size(&self, config: &ClientConfig) -> usize;
 
     /// Trains `members` together for `config.local_epochs` epochs of `round`, with FedProx's
