@@ -118,7 +118,8 @@ mod tests {
         assert_eq!(s.order, vec![1, 2, 0]);
         assert_eq!(s.steps(), 6);
         assert_eq!(s.active(0), 3);
-        assert_eq!(s.active(2), 3);
+        assert_eq!(s.active(1), 3);
+        assert_eq!(s.active(2), 2);
         assert_eq!(s.active(3), 2);
         assert_eq!(s.active(4), 1);
         assert_eq!(s.active(6), 0);
