@@ -99,6 +99,8 @@ fn main() -> Result<(), FedError> {
                 cohort: mode,
                 ..base.clone()
             };
+            // `clone` is a copy on the CPU backend and a real clone on CUDA.
+            #[allow(clippy::clone_on_copy)]
             let inputs = RunInputs {
                 config: &config,
                 data: data.clone(),
@@ -108,7 +110,7 @@ fn main() -> Result<(), FedError> {
                 out_dir: None,
                 resume: false,
                 progress: false,
-                device,
+                device: device.clone(),
             };
             let fed = federation(&inputs, Sharing::PLora)?;
             let strategy = config.build_strategy(fed.privacy_delta())?;
