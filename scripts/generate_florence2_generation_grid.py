@@ -1,4 +1,4 @@
-# Generation grid for tests/florence2_language.rs: 1008 settings (greedy and beam search with
+# Generation grid for tests/florence2_language/generation.rs: 1008 settings (greedy and beam search with
 # n-gram banning, early-stopping modes, length penalties, eos tokens, forced <s>) run by
 # transformers on the tiny Florence-2 fixture; the Rust generator must give the same ids.
 # Run: python scripts/generate_florence2_generation_grid.py (after generate_florence2_reference.py)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Tokenizer and processor fixtures for Florence-2's text side (tests/florence2_text.rs).
+"""Tokenizer and processor fixtures for Florence-2's text side (tests/florence2_text/).
 
 Nothing can be downloaded, so this script builds a small stand-in for Microsoft's
 `tokenizer.json` (BART's byte-level BPE) with the Python `tokenizers` library, wraps it the

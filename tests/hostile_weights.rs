@@ -194,7 +194,7 @@ fn hostile_florence2_original_is_typed_errors() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// PEFT (the toy module of `tests/peft_format.rs`, whose adapters match the fixture)
+// PEFT (the toy module of `tests/peft_format/main.rs`, whose adapters match the fixture)
 
 type AB = Autodiff<Flex>;
 

@@ -1,6 +1,6 @@
 //! `load_peft_adapter` on arbitrary bytes: the first byte picks which file of the fixture
 //! adapter (`tests/fixtures/florence2/peft/adapter`) the rest replaces, the weights (even) or
-//! `adapter_config.json` (odd); the module is the toy of `tests/peft_format.rs`.
+//! `adapter_config.json` (odd); the module is the toy of `tests/peft_format/main.rs`.
 #![no_main]
 
 use std::path::Path;

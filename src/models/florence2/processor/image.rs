@@ -1,7 +1,7 @@
 //! Image pre-processing: decode, convert to RGB, resize, rescale, normalise, as transformers'
 //! `CLIPImageProcessorPil` configured by Florence-2's `preprocessor_config.json`.
 //!
-//! How close it is to transformers 5.24 (tests/florence2_text.rs, fixtures made with Pillow 13):
+//! How close it is to transformers 5.24 (tests/florence2_text/pixels.rs, fixtures made with Pillow 13):
 //! * from decoded pixels (PNG, RGB or RGBA), `pixel_values` are bit-identical to the PIL
 //!   backend's (max abs difference 0, downsampling, upsampling and non-square sizes): the
 //!   resize repeats Pillow 13's fixed-point bicubic, pass order included

@@ -5,6 +5,7 @@
 //! Fixtures: `tests/fixtures/florence2/` (see its README), made by
 //! `scripts/generate_florence2_reference.py`.
 
+#[path = "../common/mod.rs"]
 mod common;
 
 use std::path::PathBuf;
@@ -26,6 +27,9 @@ use fedvlm::models::florence2::davit::window::{
 use fedvlm::models::florence2::davit::{self, Davit, DavitConfig};
 use fedvlm::models::florence2::projector::{self, MultiModalProjector, cosine_table};
 use safetensors::SafeTensors;
+
+mod drop_path;
+mod errors;
 
 type B = Flex;
 type AB = Autodiff<Flex>;
@@ -232,136 +236,6 @@ fn original_rules_cover_every_vision_and_projector_key() {
 }
 
 #[test]
-fn wrong_shaped_config_is_a_typed_error() {
-    let device = Default::default();
-    let mut config = tiny_config();
-    config.num_heads.pop();
-    match config.init::<B>(&device) {
-        Err(FedError::InvalidConfig { field, .. }) => assert_eq!(field, "num_heads"),
-        other => panic!("expected InvalidConfig, got {other:?}"),
-    }
-
-    let mut config = tiny_config();
-    config.num_groups[2] = 5;
-    match config.validate() {
-        Err(FedError::InvalidConfig { field, reason }) => {
-            assert_eq!(field, "num_groups");
-            assert!(reason.contains("24"), "{reason}");
-        }
-        other => panic!("expected InvalidConfig, got {other:?}"),
-    }
-
-    let mut config = tiny_config();
-    config.activation_function = "gelu_new".into();
-    assert!(matches!(
-        config.init_projector::<B>(&device),
-        Err(FedError::InvalidConfig {
-            field: "activation_function",
-            ..
-        })
-    ));
-
-    let mut config = tiny_config();
-    config.embed_dim[3] = 41;
-    config.num_heads[3] = 1;
-    config.num_groups[3] = 1;
-    assert!(matches!(
-        config.validate(),
-        Err(FedError::InvalidConfig {
-            field: "embed_dim",
-            ..
-        })
-    ));
-
-    let mut config = tiny_config();
-    config.depths = vec![];
-    assert!(matches!(
-        weights::load_native::<B>(native_file(), &config, &device),
-        Err(WeightsError::InvalidConfig(_))
-    ));
-}
-
-#[test]
-fn checkpoint_of_another_shape_names_the_key() {
-    let device = Default::default();
-    // A wider last stage: the native file's stage-3 tensors no longer fit.
-    let mut config = tiny_config();
-    config.embed_dim[3] = 48;
-    match weights::load_native::<B>(native_file(), &config, &device) {
-        Err(WeightsError::ShapeMismatch {
-            key,
-            expected,
-            found,
-            ..
-        }) => {
-            assert_eq!(key, "vision_tower.convs.3.conv.weight");
-            assert_eq!((expected, found), (vec![48, 24, 3, 3], vec![40, 24, 3, 3]));
-        }
-        other => panic!("expected ShapeMismatch, got {:?}", other.map(|_| ())),
-    }
-    // One block more in stage 0: its tensors are missing from the file.
-    let mut config = tiny_config();
-    config.depths[0] = 2;
-    match weights::load_original::<B>(original_file(), &config, &device) {
-        Err(WeightsError::MissingKey { key, others, .. }) => {
-            assert!(key.starts_with("vision_tower.blocks.0.1."), "{key}");
-            assert_eq!(others, 31);
-        }
-        other => panic!("expected MissingKey, got {:?}", other.map(|_| ())),
-    }
-    // One block fewer in stage 1: the file's extra block is unexpected.
-    let mut config = tiny_config();
-    config.depths[1] = 1;
-    match weights::load_native::<B>(native_file(), &config, &device) {
-        Err(WeightsError::UnexpectedKey { key, .. }) => {
-            assert!(key.starts_with("vision_tower.blocks.1.1."), "{key}")
-        }
-        other => panic!("expected UnexpectedKey, got {:?}", other.map(|_| ())),
-    }
-}
-
-#[test]
-fn bad_inputs_are_typed_errors() {
-    let device = Default::default();
-    let (tower, projector) =
-        weights::load_native::<B>(native_file(), &tiny_config(), &device).expect("load");
-    let gray = Tensor::<B, 4>::zeros([1, 1, 64, 64], &device);
-    assert!(matches!(
-        tower.forward(gray),
-        Err(FedError::InvalidConfig {
-            field: "pixel_values",
-            ..
-        })
-    ));
-    // An empty image has no output after stage 0's 7x7 convolution (padding 3).
-    let empty = Tensor::<B, 4>::zeros([1, 3, 0, 0], &device);
-    assert!(matches!(
-        tower.forward(empty),
-        Err(FedError::InvalidConfig {
-            field: "pixel_values",
-            ..
-        })
-    ));
-    // 16x16 -> grids 4, 2, 1, 1.
-    let tiny = Tensor::<B, 4>::zeros([1, 3, 16, 16], &device);
-    let (tokens, grid) = tower.forward(tiny).expect("small image");
-    assert_eq!(grid, (1, 1));
-    assert!(projector.forward(tokens.clone(), grid).is_ok());
-    assert!(matches!(
-        projector.forward(tokens, (2, 1)),
-        Err(FedError::InvalidConfig {
-            field: "image_tokens",
-            ..
-        })
-    ));
-    // 192x192 -> a 6x6 grid, more than the 5-row position tables.
-    let big = Tensor::<B, 4>::zeros([1, 3, 192, 192], &device);
-    let (tokens, grid) = tower.forward(big).expect("forward");
-    assert_eq!(grid, (6, 6));
-    assert!(projector.forward(tokens, grid).is_err());
-}
-
-#[test]
 fn padding_only_when_needed_and_partition_round_trips() {
     let device = Default::default();
     let x = Tensor::<B, 4>::random([2, 6, 9, 4], Distribution::Default, &device);
@@ -469,90 +343,4 @@ fn base_preset_has_florence2_base_vision_parameter_count() {
     large.validate().expect("large preset");
     assert_eq!(large.embed_dim, [256, 512, 1024, 2048]);
     assert_eq!(large.projection_dim, 1024);
-}
-
-#[test]
-fn drop_path_rates_follow_transformers_linear_schedule() {
-    let base = DavitConfig::base();
-    assert_eq!(base.drop_path_rate, 0.1);
-    let rates = base.drop_path_rates();
-    // torch.linspace(0, 0.1, 24) (float32): 2 blocks per depth, depths 1/1/9/1.
-    assert_eq!(rates.len(), 24);
-    for (i, expected) in [
-        (0, 0.0),
-        (1, 0.004347826354205608),
-        (11, 0.04782608896493912),
-        (23, 0.1),
-    ] {
-        assert!((rates[i] - expected).abs() < 1e-8, "rate {i}: {}", rates[i]);
-    }
-    // Read from config.json; out of range refused.
-    assert_eq!(tiny_config().drop_path_rate, 0.0);
-    let bad = DavitConfig {
-        drop_path_rate: 1.0,
-        ..DavitConfig::base()
-    };
-    assert!(matches!(
-        bad.validate(),
-        Err(FedError::InvalidConfig { .. })
-    ));
-}
-
-#[test]
-fn drop_path_drops_whole_samples_while_training_only() {
-    use fedvlm::models::florence2::davit::layers::drop_path;
-    let device = Default::default();
-    let n = 2000;
-    let x = Tensor::<B, 3>::random([n, 3, 4], Distribution::Uniform(1.0, 2.0), &device);
-    // Inference (no autodiff): the identity, whatever the probability.
-    let same = drop_path(x.clone(), 0.5);
-    same.into_data().assert_eq(&x.clone().into_data(), true);
-    // Training: each sample is all zeros or x / keep.
-    AB::seed(&device, 5);
-    let trained = drop_path(Tensor::<AB, 3>::from_inner(x.clone()), 0.25).inner();
-    let ratio = (trained / x.clone()).into_data().into_vec::<f32>().unwrap();
-    let mut dropped = 0;
-    for sample in ratio.chunks(12) {
-        let first = sample[0];
-        assert!(
-            sample.iter().all(|&r| (r - first).abs() < 1e-6),
-            "{sample:?}"
-        );
-        assert!(first == 0.0 || (first - 1.0 / 0.75).abs() < 1e-6, "{first}");
-        dropped += usize::from(first == 0.0);
-    }
-    let fraction = dropped as f64 / n as f64;
-    assert!((fraction - 0.25).abs() < 0.04, "dropped {fraction}");
-    // Probability 0 on the autodiff backend: the identity.
-    let kept = drop_path(Tensor::<AB, 3>::from_inner(x.clone()), 0.0).inner();
-    kept.into_data().assert_eq(&x.into_data(), true);
-}
-
-#[test]
-fn the_tower_applies_drop_path_when_training_and_not_at_inference() {
-    use burn::module::AutodiffModule;
-    let device = Default::default();
-    let config = DavitConfig {
-        drop_path_rate: 0.5,
-        ..tiny_config()
-    };
-    AB::seed(&device, 9);
-    let tower: Davit<AB> = config.init(&device).expect("tower");
-    let pixels = Tensor::<B, 4>::random([4, 3, 64, 64], Distribution::Normal(0.0, 1.0), &device);
-    let (inference, _) = tower.valid().forward(pixels.clone()).expect("forward");
-    AB::seed(&device, 1);
-    let (training, _) = tower
-        .forward(Tensor::from_inner(pixels.clone()))
-        .expect("forward");
-    let diff = max_abs_diff(inference.clone(), training.inner());
-    assert!(diff > 0.1, "drop-path changed nothing: {diff}");
-    // The same weights with every block's rate at 0 train like they infer.
-    let mut tower = tower;
-    for block in tower.blocks.iter_mut().flatten() {
-        block.spatial_block.drop_path = 0.0;
-        block.channel_block.drop_path = 0.0;
-    }
-    let (training, _) = tower.forward(Tensor::from_inner(pixels)).expect("forward");
-    let gap = max_abs_diff(inference, training.inner());
-    assert!(gap < TOLERANCE, "{gap}");
 }
