@@ -109,6 +109,12 @@ pub struct Args {
     /// memory allows), `off` (one client after the other) or a number of clients per cohort.
     #[arg(long, value_parser = parse_cohort)]
     pub cohort_size: Option<CohortMode>,
+    /// Use only the first N training images (default: all 50,000; `--quick`: 10,000).
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// Use only the first N test images (default: all 10,000; `--quick`: 2,000).
+    #[arg(long)]
+    pub test_limit: Option<usize>,
     /// A preset that finishes in a few minutes on a laptop CPU (flags still override it).
     #[arg(long)]
     pub quick: bool,
@@ -151,6 +157,12 @@ impl Args {
             lr
         );
         set!(batch_size, seed, image_size, wire_dtype, global_eval_every);
+        if let Some(n) = self.train_limit {
+            c.train_limit = Some(n);
+        }
+        if let Some(n) = self.test_limit {
+            c.test_limit = Some(n);
+        }
         if let Some(rank) = self.rank {
             c.lora.rank = rank;
         }
