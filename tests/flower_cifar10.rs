@@ -10,13 +10,11 @@
 mod flower_common;
 
 use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
 
 use fedvlm::data::{CIFAR10_IMAGE_BYTES, CIFAR10_RECORDS_PER_FILE, Cifar10, write_cifar_bin};
 use flower_common::{
-    Processes, check_aggregates, flwr_run, flwr_venv, free_port, node_binary, venv_command,
-    wait_for_event, wait_for_port, write_flwr_home,
+    Processes, check_aggregates, export_initial, flwr_run, flwr_venv, free_port, node_binary,
+    start_nodes, start_superlink, write_flwr_home,
 };
 
 /// Six full-size batch files: labels cycle through the ten classes, pixels follow the label
@@ -81,38 +79,13 @@ fn cifar10_nodes_run_two_rounds_on_a_stock_superlink() {
     write_dataset(&data);
     let flags = task_flags(data.to_str().unwrap());
 
-    let export = Command::new(&binary)
-        .args(&flags)
-        .arg("--export-initial")
-        .arg(work.join("init.npz"))
-        .output()
-        .expect("export");
-    assert!(export.status.success(), "{export:?}");
-
+    export_initial(&binary, &flags, &[], work);
     let home = work.join("flwr-home");
     let port = free_port();
     write_flwr_home(&home, port, None);
     let mut procs = Processes::default();
-    let mut superlink = venv_command(&venv, "flower-superlink", &home);
-    superlink.current_dir(work).args([
-        "--insecure",
-        "--disable-runtime-dependency-installation",
-        "--port",
-        &port.to_string(),
-    ]);
-    procs.spawn("superlink", superlink, &work.join("superlink.log"));
-    wait_for_port(port, Duration::from_secs(60));
-    for k in 0..2 {
-        let mut node = Command::new(&binary);
-        node.args(["--superlink", &format!("127.0.0.1:{port}"), "--insecure"])
-            .args(["--partition-id", &k.to_string()])
-            .args(&flags);
-        let log = work.join(format!("node{k}.log"));
-        procs.spawn(&format!("node{k}"), node, &log);
-        wait_for_event(&log, Duration::from_secs(120), "connected", |e| {
-            e["event"] == "connected"
-        });
-    }
+    start_superlink(&mut procs, &venv, &home, work, port);
+    start_nodes(&mut procs, &binary, port, 2, &flags, &[], work);
     let result = flwr_run(
         &mut procs,
         &venv,

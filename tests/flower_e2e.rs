@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use burn::backend::{Autodiff, Flex};
 use flower_common::{
-    Processes, app_dir, check_aggregates, flwr_run, flwr_venv, free_port, node_binary, node_events,
-    tail, venv_command, wait_for_event, wait_for_port, write_flwr_home,
+    Processes, app_dir, check_aggregates, export_initial, flwr_run, flwr_venv, free_port,
+    node_binary, node_events, start_superlink, tail, venv_command, wait_for_event, write_flwr_home,
 };
 use serde_json::Value;
 
@@ -97,29 +97,17 @@ fn fedvlm_nodes_federate_on_a_stock_flower_superlink() {
     let port = free_port();
     write_flwr_home(&home, port, None);
 
-    let export = Command::new(&binary)
-        .args([
-            "--task",
-            "synthetic",
-            "--num-partitions",
-            &NODES.to_string(),
-        ])
-        .arg("--export-initial")
-        .arg(work.join("init.npz"))
-        .output()
-        .expect("export the initial arrays");
-    assert!(export.status.success(), "{export:?}");
+    let flags = [
+        "--task",
+        "synthetic",
+        "--num-partitions",
+        &NODES.to_string(),
+    ]
+    .map(String::from);
+    export_initial(&binary, &flags, &[], work);
 
     let mut procs = Processes::default();
-    let mut superlink = venv_command(&venv, "flower-superlink", &home);
-    superlink.current_dir(work).args([
-        "--insecure",
-        "--disable-runtime-dependency-installation",
-        "--port",
-        &port.to_string(),
-    ]);
-    procs.spawn("superlink", superlink, &work.join("superlink.log"));
-    wait_for_port(port, Duration::from_secs(60));
+    start_superlink(&mut procs, &venv, &home, work, port);
 
     let log = |k: usize, generation: usize| work.join(format!("node{k}.{generation}.log"));
     let state = |k: usize| work.join(format!("state{k}"));

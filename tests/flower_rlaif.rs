@@ -8,14 +8,11 @@ mod common;
 #[path = "common/flower.rs"]
 mod flower_common;
 
-use std::process::Command;
-use std::time::Duration;
-
 use common::florence2_wide::wide_florence2_folder;
 use common::rlaif_shards::write_dataset;
 use flower_common::{
-    Processes, check_aggregates, flwr_run, flwr_venv, free_port, node_binary, venv_command,
-    wait_for_event, wait_for_port, write_flwr_home,
+    Processes, check_aggregates, export_initial, flwr_run, flwr_venv, free_port, node_binary,
+    start_nodes, start_superlink, write_flwr_home,
 };
 
 /// The fedvlm_rlaif flags both nodes and the export share.
@@ -62,40 +59,14 @@ fn rlaif_nodes_run_a_round_on_a_stock_superlink() {
     write_dataset(&data);
     let flags = task_flags(model.path().to_str().unwrap(), data.to_str().unwrap());
 
-    let export = Command::new(&binary)
-        .args(&flags)
-        .arg("--export-initial")
-        .arg(work.join("init.npz"))
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .expect("export");
-    assert!(export.status.success(), "{export:?}");
-
+    let offline = [("HF_HUB_OFFLINE", "1")];
+    export_initial(&binary, &flags, &offline, work);
     let home = work.join("flwr-home");
     let port = free_port();
     write_flwr_home(&home, port, None);
     let mut procs = Processes::default();
-    let mut superlink = venv_command(&venv, "flower-superlink", &home);
-    superlink.current_dir(work).args([
-        "--insecure",
-        "--disable-runtime-dependency-installation",
-        "--port",
-        &port.to_string(),
-    ]);
-    procs.spawn("superlink", superlink, &work.join("superlink.log"));
-    wait_for_port(port, Duration::from_secs(60));
-    for k in 0..2 {
-        let mut node = Command::new(&binary);
-        node.args(["--superlink", &format!("127.0.0.1:{port}"), "--insecure"])
-            .args(["--partition-id", &k.to_string()])
-            .args(&flags)
-            .env("HF_HUB_OFFLINE", "1");
-        let log = work.join(format!("node{k}.log"));
-        procs.spawn(&format!("node{k}"), node, &log);
-        wait_for_event(&log, Duration::from_secs(120), "connected", |e| {
-            e["event"] == "connected"
-        });
-    }
+    start_superlink(&mut procs, &venv, &home, work, port);
+    start_nodes(&mut procs, &binary, port, 2, &flags, &offline, work);
     let result = flwr_run(
         &mut procs,
         &venv,

@@ -337,3 +337,55 @@ pub fn check_aggregates(result: &Value) -> Vec<String> {
     }
     names
 }
+
+/// Runs the node binary with `flags` and `--export-initial work/init.npz` (the ServerApp's
+/// initial arrays); panics when it fails.
+pub fn export_initial(binary: &Path, flags: &[String], env: &[(&str, &str)], work: &Path) {
+    let export = Command::new(binary)
+        .args(flags)
+        .arg("--export-initial")
+        .arg(work.join("init.npz"))
+        .envs(env.iter().copied())
+        .output()
+        .expect("export the initial arrays");
+    assert!(export.status.success(), "{export:?}");
+}
+
+/// Starts a stock insecure `flower-superlink` on `127.0.0.1:port` (logging to
+/// `work/superlink.log`) and waits until it listens.
+pub fn start_superlink(procs: &mut Processes, venv: &Path, home: &Path, work: &Path, port: u16) {
+    let mut superlink = venv_command(venv, "flower-superlink", home);
+    superlink.current_dir(work).args([
+        "--insecure",
+        "--disable-runtime-dependency-installation",
+        "--port",
+        &port.to_string(),
+    ]);
+    procs.spawn("superlink", superlink, &work.join("superlink.log"));
+    wait_for_port(port, Duration::from_secs(60));
+}
+
+/// Starts `nodes` insecure fedvlm nodes on the SuperLink at `port`, node `k` as partition `k`
+/// with `flags` (logging to `work/node{k}.log`), and waits until each has connected.
+pub fn start_nodes(
+    procs: &mut Processes,
+    binary: &Path,
+    port: u16,
+    nodes: usize,
+    flags: &[String],
+    env: &[(&str, &str)],
+    work: &Path,
+) {
+    for k in 0..nodes {
+        let mut node = Command::new(binary);
+        node.args(["--superlink", &format!("127.0.0.1:{port}"), "--insecure"])
+            .args(["--partition-id", &k.to_string()])
+            .args(flags)
+            .envs(env.iter().copied());
+        let log = work.join(format!("node{k}.log"));
+        procs.spawn(&format!("node{k}"), node, &log);
+        wait_for_event(&log, Duration::from_secs(120), "connected", |e| {
+            e["event"] == "connected"
+        });
+    }
+}
