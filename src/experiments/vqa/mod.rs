@@ -23,8 +23,8 @@ pub use cache::{
     BuildStats, CacheConfig, CacheDtype, CacheKey, DiskCacheOptions, FrozenPrefixCache,
     PrefixBatch, PrefixEntry, check_cacheable, prefix_forward_passes,
 };
+pub use cohort::{VQA_COHORT_MEMORY_BUDGET, VQA_CPU_COHORT_SIZE};
 pub use image::{EncodedBytes, ImagePreprocessor, ImageStore, SampleImage};
 pub use loss::{masked_cross_entropy, score_tokens, token_nll};
 pub use sample::{BOS_ID, IGNORE_INDEX, VqaBatch, VqaSample, shift_tokens_right, truncate_ids};
-pub use cohort::{VQA_COHORT_MEMORY_BUDGET, VQA_CPU_COHORT_SIZE};
 pub use task::{VqaSplit, VqaTask};

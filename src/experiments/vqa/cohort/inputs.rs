@@ -4,16 +4,16 @@
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
-use super::layout::Layout;
 use super::layer::StepInputs;
+use super::layout::Layout;
 use super::masks::{Dims, step_masks};
 use crate::error::{FedError, Result};
 use crate::experiments::vqa::cache::{FrozenPrefixCache, PrefixBatch};
 use crate::experiments::vqa::loss::count_kept;
 use crate::experiments::vqa::sample::IGNORE_INDEX;
 use crate::experiments::vqa::task::VqaTask;
-use crate::federated::{FederatedTask, Split};
 use crate::federated::cohort::DropoutStream;
+use crate::federated::{FederatedTask, Split};
 use crate::models::florence2::Florence2;
 use crate::models::florence2::bart::padding_mask;
 
@@ -35,7 +35,11 @@ fn pad3<I: Backend>(t: Tensor<I, 3>, [rows, a, b]: [usize; 3]) -> Tensor<I, 3> {
     Tensor::zeros([rows, a, b], &t.device()).slice_assign([0..n, 0..a0, 0..b0], t)
 }
 
-fn pad_int<I: Backend>(t: Tensor<I, 2, Int>, [rows, a]: [usize; 2], fill: i64) -> Tensor<I, 2, Int> {
+fn pad_int<I: Backend>(
+    t: Tensor<I, 2, Int>,
+    [rows, a]: [usize; 2],
+    fill: i64,
+) -> Tensor<I, 2, Int> {
     let [n, a0] = t.dims();
     if [n, a0] == [rows, a] {
         return t;
@@ -68,10 +72,8 @@ impl<B: AutodiffBackend> VqaTask<B> {
                 Ok((batch, labels)) => {
                     let kept = count_kept(&labels);
                     if kept == 0 {
-                        failures[c].get_or_insert(FedError::config(
-                            "labels",
-                            "every label is ignored",
-                        ));
+                        failures[c]
+                            .get_or_insert(FedError::config("labels", "every label is ignored"));
                         None
                     } else {
                         Some(Own {

@@ -8,8 +8,8 @@ use burn::module::{Param, ParamId};
 use burn::prelude::*;
 
 use crate::error::{FedError, Result};
-use crate::federated::cohort::{CohortMember, StackedParam, stack_params, unstack_param};
 use crate::federated::client::OptimizerConfig;
+use crate::federated::cohort::{CohortMember, StackedParam, stack_params, unstack_param};
 use crate::lora::{Dense, PersonalizedLora};
 use crate::models::florence2::bart::BartDecoderLayer;
 use crate::models::florence2::{Florence2, LANGUAGE_MODEL_PREFIX};
@@ -146,7 +146,10 @@ pub(super) fn layout<B: Backend>(member: &CohortMember<'_, Florence2<B>>) -> Opt
         ffn_dim,
         heads: layer.self_attn.num_heads,
         adapters,
-        attention_dropout: (layer.self_attn.dropout.prob, layer.encoder_attn.dropout.prob),
+        attention_dropout: (
+            layer.self_attn.dropout.prob,
+            layer.encoder_attn.dropout.prob,
+        ),
         dropout: layer.ffn.dropout.prob,
         activation_dropout: layer.ffn.activation_dropout.prob,
     })

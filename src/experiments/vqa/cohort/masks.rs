@@ -191,8 +191,23 @@ mod tests {
     #[test]
     fn each_member_draws_its_own_shape_in_order_into_its_padded_block() {
         let layout = layout();
-        let members = [Dims { rows: 2, t: 3, s: 5 }, Dims { rows: 1, t: 2, s: 4 }];
-        let width = Dims { rows: 2, t: 3, s: 5 };
+        let members = [
+            Dims {
+                rows: 2,
+                t: 3,
+                s: 5,
+            },
+            Dims {
+                rows: 1,
+                t: 2,
+                s: 4,
+            },
+        ];
+        let width = Dims {
+            rows: 2,
+            t: 3,
+            s: 5,
+        };
         let mut streams = vec![DropoutStream::new(1), DropoutStream::new(2)];
         let masks = step_masks::<Flex>(&layout, &mut streams, &members, width, &Default::default());
         assert!(masks[0].is_some() && masks[3].is_some());
@@ -212,7 +227,10 @@ mod tests {
         for h in 0..2 {
             for y in 0..2 {
                 let at = ((2 * 2 + h) * 3 + y) * 3;
-                assert_eq!(&probs[at..at + 2], &p_own[(h * 2 + y) * 2..(h * 2 + y) * 2 + 2]);
+                assert_eq!(
+                    &probs[at..at + 2],
+                    &p_own[(h * 2 + y) * 2..(h * 2 + y) * 2 + 2]
+                );
                 assert_eq!(probs[at + 2], 1.0);
             }
         }

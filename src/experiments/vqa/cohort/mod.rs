@@ -87,9 +87,9 @@ impl<B: AutodiffBackend> CohortTrainer<B, Florence2<B>> for VqaTask<B> {
         let first = members
             .first()
             .ok_or_else(|| FedError::Task("a cohort without members".into()))?;
-        let cache = self
-            .cache()
-            .ok_or_else(|| FedError::Task("cohort training needs the frozen-prefix cache".into()))?;
+        let cache = self.cache().ok_or_else(|| {
+            FedError::Task("cohort training needs the frozen-prefix cache".into())
+        })?;
         let shape = layout::layout(first).ok_or_else(|| not_cohort(first.client))?;
         for member in members {
             if layout::layout(member).as_ref() != Some(&shape)
@@ -117,8 +117,8 @@ impl<B: AutodiffBackend> CohortTrainer<B, Florence2<B>> for VqaTask<B> {
             .collect();
         // The frozen layer and head, once for every member.
         let frozen_layer = last_layer(first.model).ok_or_else(|| not_cohort(first.client))?;
-        let layer = <BartDecoderLayer<B> as AutodiffModule<B>>::from_inner(frozen_layer.clone())
-            .no_grad();
+        let layer =
+            <BartDecoderLayer<B> as AutodiffModule<B>>::from_inner(frozen_layer.clone()).no_grad();
         let bart = &first.model.language_model;
         let head = Head::<B> {
             weight: Tensor::from_inner(bart.shared.weight.val()),
