@@ -122,7 +122,9 @@ fn main() -> Result<(), FedError> {
         train: (0..args.clients)
             .map(|k| (k * per..k * per + args.samples).collect())
             .collect(),
-        test: (0..args.clients).map(|k| vec![k * per + args.samples]).collect(),
+        test: (0..args.clients)
+            .map(|k| vec![k * per + args.samples])
+            .collect(),
         global_test: Vec::new(),
     };
     let base: Florence2<B> = Florence2::new(&config, 7, &device)?;
@@ -149,13 +151,19 @@ fn main() -> Result<(), FedError> {
         &cache_config,
         &device,
     )?);
-    eprintln!("cache of {} samples: {:.1} s", all.len(), t.elapsed().as_secs_f64());
+    eprintln!(
+        "cache of {} samples: {:.1} s",
+        all.len(),
+        t.elapsed().as_secs_f64()
+    );
     let all = Arc::new(all);
     for setting in &args.cohort {
         let cohort = CohortMode::parse(setting)?;
         let task = VqaTask::<B>::new(all.clone(), split.clone(), vocab, &device)?
             .with_cache(cache.clone())?;
-        let models = (0..args.clients).map(model).collect::<Result<Vec<_>, _>>()?;
+        let models = (0..args.clients)
+            .map(model)
+            .collect::<Result<Vec<_>, _>>()?;
         let sim_config = SimulationConfig {
             rounds: args.rounds + 1,
             local_epochs: 1,

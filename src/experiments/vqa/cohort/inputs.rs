@@ -2,6 +2,7 @@
 //! ([`VqaTask::cached_inputs`]), padded to the cohort's largest batch and stacked.
 
 use burn::prelude::*;
+use burn::tensor::TensorData;
 use burn::tensor::backend::AutodiffBackend;
 
 use super::layer::StepInputs;
@@ -45,6 +46,39 @@ fn pad_int<I: Backend>(
         return t;
     }
     Tensor::full([rows, a], fill, &t.device()).slice_assign([0..n, 0..a0], t)
+}
+
+/// The kept labels of a step, in the cohort's padded layout.
+#[derive(Default)]
+struct KeptLabels {
+    /// Flat positions `row * T + t`.
+    positions: Vec<i64>,
+    labels: Vec<i64>,
+    /// The member each belongs to.
+    members: Vec<usize>,
+}
+
+impl KeptLabels {
+    /// Adds member `c`'s labels (`[n, t]`, its own batch) for a cohort `width`.
+    fn add<I: Backend>(&mut self, c: usize, labels: Tensor<I, 2, Int>, width: Dims) -> Result<()> {
+        let [n, t] = labels.dims();
+        let values: Vec<i64> = labels
+            .into_data()
+            .convert::<i64>()
+            .into_vec()
+            .map_err(|e| FedError::Task(format!("{e:?}")))?;
+        for (at, &label) in values.iter().enumerate().take(n * t) {
+            if label == IGNORE_INDEX {
+                continue;
+            }
+            let (row, pos) = (at / t.max(1), at % t.max(1));
+            self.positions
+                .push(((c * width.rows + row) * width.t + pos) as i64);
+            self.labels.push(label);
+            self.members.push(c);
+        }
+        Ok(())
+    }
 }
 
 impl<B: AutodiffBackend> VqaTask<B> {
@@ -106,10 +140,10 @@ impl<B: AutodiffBackend> VqaTask<B> {
         };
         let device = self.device();
         let d = layout.d_model;
-        let (mut prefix, mut encoder, mut mask, mut labels) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut prefix, mut encoder, mut mask) = (Vec::new(), Vec::new(), Vec::new());
         let mut kept = Vec::with_capacity(n);
-        for member in own {
+        let mut targets = KeptLabels::default();
+        for (c, member) in own.into_iter().enumerate() {
             let shape3 = |len| [width.rows, len, d];
             match member {
                 Some(Own {
@@ -124,17 +158,21 @@ impl<B: AutodiffBackend> VqaTask<B> {
                     prefix.push(pad3(batch.prefix_hidden, shape3(width.t)));
                     encoder.push(pad3(batch.encoder_hidden, shape3(width.s)));
                     mask.push(pad_int(own_mask, [width.rows, width.s], 0));
-                    labels.push(pad_int(own_labels, [width.rows, width.t], IGNORE_INDEX));
+                    targets.add(c, own_labels, width)?;
                     kept.push(k as f32);
                 }
                 None => {
                     prefix.push(Tensor::zeros(shape3(width.t), &device));
                     encoder.push(Tensor::zeros(shape3(width.s), &device));
                     mask.push(Tensor::zeros([width.rows, width.s], &device));
-                    labels.push(Tensor::full([width.rows, width.t], IGNORE_INDEX, &device));
                     kept.push(1.0);
                 }
             }
+        }
+        let k = targets.labels.len();
+        let mut membership = vec![0f32; n * k];
+        for (j, &c) in targets.members.iter().enumerate() {
+            membership[c * k + j] = 1.0;
         }
         let masks = step_masks::<Inner<B>>(layout, streams, &dims, width, &device);
         let kept = Tensor::<Inner<B>, 1>::from_floats(kept.as_slice(), &device).reshape([n, 1]);
@@ -142,7 +180,18 @@ impl<B: AutodiffBackend> VqaTask<B> {
             prefix: Tensor::from_inner(Tensor::cat(prefix, 0)),
             encoder: Tensor::from_inner(Tensor::cat(encoder, 0)),
             encoder_mask: padding_mask(Tensor::from_inner(Tensor::cat(mask, 0))),
-            labels: Tensor::from_inner(Tensor::cat(labels, 0)),
+            kept_positions: Tensor::from_inner(Tensor::from_data(
+                TensorData::new(targets.positions, [k]),
+                &device,
+            )),
+            kept_labels: Tensor::from_inner(Tensor::from_data(
+                TensorData::new(targets.labels, [k, 1]),
+                &device,
+            )),
+            membership: Tensor::from_inner(Tensor::from_data(
+                TensorData::new(membership, [n, k]),
+                &device,
+            )),
             kept: Tensor::from_inner(kept),
             masks: masks
                 .into_iter()

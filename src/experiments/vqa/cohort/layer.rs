@@ -9,13 +9,11 @@
 //! and masked keys: they add nothing.
 
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, gelu_approximate, relu, softmax};
+use burn::tensor::activation::{gelu, gelu_approximate, log_softmax, relu, softmax};
 use burn::tensor::module::linear;
 
 use super::layout::dense;
 use super::masks::{SITES, Site};
-use crate::error::Result;
-use crate::experiments::vqa::loss::token_nll;
 use crate::lora::Dense;
 use crate::models::florence2::bart::{Activation, BartAttention, BartDecoderLayer, causal_mask};
 
@@ -35,8 +33,12 @@ pub(super) struct StepInputs<B: Backend> {
     pub encoder: Tensor<B, 3>,
     /// `[C * rows, 1, 1, S]`, `true` at padding.
     pub encoder_mask: Tensor<B, 4, Bool>,
-    /// `[C * rows, T]`, ignored at padding.
-    pub labels: Tensor<B, 2, Int>,
+    /// The flat positions (`row * T + t`) of every kept label, `[K]`: the head runs only there.
+    pub kept_positions: Tensor<B, 1, Int>,
+    /// The kept labels, `[K, 1]`.
+    pub kept_labels: Tensor<B, 2, Int>,
+    /// `[C, K]`: 1 where kept label `k` is member `c`'s.
+    pub membership: Tensor<B, 2>,
     /// Each member's number of kept labels, `[C, 1]`.
     pub kept: Tensor<B, 2>,
     /// Per site of [`SITES`], its dropout mask (see [`super::masks::step_masks`]).
@@ -136,14 +138,12 @@ impl<B: Backend> Step<'_, B> {
 /// `layer` is the frozen last decoder layer (its adapters, if any, are not used: `adapters`,
 /// one entry per projection, replaces them).
 ///
-/// # Errors
-/// As [`token_nll`].
 pub(super) fn member_losses<B: Backend>(
     layer: &BartDecoderLayer<B>,
     head: &Head<B>,
     adapters: &[Option<Adapter<B>>],
     inputs: StepInputs<B>,
-) -> Result<Tensor<B, 1>> {
+) -> Tensor<B, 1> {
     let step = Step {
         adapters,
         masks: &inputs.masks,
@@ -186,19 +186,18 @@ pub(super) fn member_losses<B: Backend>(
     let h = step.project(layer, 9, h);
     let h = step.dropout(h, Site::Residual(2));
     let hidden = layer.final_layer_norm.forward(hidden + h);
-    // The head as `BartModel::logits` computes it.
+    // The head as `BartModel::logits` computes it, on the answer tokens only: padding and
+    // ignored positions (a good part of a padded batch) never reach the vocabulary product.
     let d = hidden.dims()[2];
-    let vocab = head.weight.dims()[0];
-    let logits = hidden
+    let hidden = hidden
         .reshape([rows * t, d])
-        .matmul(head.weight.clone().transpose())
-        .reshape([rows, t, vocab]);
+        .select(0, inputs.kept_positions);
+    let logits = hidden.matmul(head.weight.clone().transpose());
     let logits = match &head.bias {
-        Some(bias) => logits + bias.clone().unsqueeze::<3>(),
+        Some(bias) => logits + bias.clone().unsqueeze::<2>(),
         None => logits,
     };
-    let c = inputs.members.max(1);
-    let nll = token_nll(logits, inputs.labels)?;
-    let sums = nll.reshape([c, rows / c * t]).sum_dim(1);
-    Ok((sums / inputs.kept).reshape([c]))
+    let nll = log_softmax(logits, 1).gather(1, inputs.kept_labels).neg();
+    let sums = inputs.membership.matmul(nll);
+    (sums / inputs.kept).reshape([inputs.members.max(1)])
 }

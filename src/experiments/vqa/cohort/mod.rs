@@ -138,6 +138,10 @@ impl<B: AutodiffBackend> CohortTrainer<B, Florence2<B>> for VqaTask<B> {
                 &mut streams[..n],
                 &mut failures[..n],
             )?;
+            if inputs.kept_positions.dims()[0] == 0 {
+                // Every member of the step failed: nothing to train on.
+                continue;
+            }
             let mut adapters: Vec<Option<Adapter<B>>> = (0..10).map(|_| None).collect();
             let mut tracked = Vec::new();
             for s in &stacked {
@@ -157,7 +161,7 @@ impl<B: AutodiffBackend> CohortTrainer<B, Florence2<B>> for VqaTask<B> {
                     scaling: adapter.scaling,
                 });
             }
-            let losses = member_losses(&layer, &head, &adapters, inputs)?;
+            let losses = member_losses(&layer, &head, &adapters, inputs);
             let values: Vec<f32> = losses
                 .clone()
                 .inner()
