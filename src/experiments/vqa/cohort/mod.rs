@@ -1,6 +1,6 @@
 //! Cohort-batched training of Florence-2 clients from the frozen-prefix cache
 //! ([`crate::federated::cohort`]): the clients' adapters in the last decoder layer stacked,
-//! one batched last-layer step ([`layer`]) for all of them, equal to training them one after
+//! one batched last-layer step (`layer.rs`) for all of them, equal to training them one after
 //! the other (within rounding; `tests/vqa_cohort.rs`).
 //!
 //! Covered: adapters on any of the last decoder layer's ten projections, every sharing rule
@@ -8,7 +8,7 @@
 //! uneven client sizes and short last batches (members with fewer steps sit out, smaller
 //! batches are padded with rows that carry no label), and every dropout of the layer (each
 //! member's masks replayed from its own [`DropoutStream`] in the sequential layer's drawing
-//! order, [`masks`]). Clients whose trainable parameters lie elsewhere, merged adapters, and
+//! order, `masks.rs`). Clients whose trainable parameters lie elsewhere, merged adapters, and
 //! tasks without a cache train sequentially ([`CohortTrainer::cohort_key`] is `None`).
 
 mod inputs;
