@@ -15,7 +15,7 @@ use fedvlm::experiments::vqa::{
     CacheConfig, CacheDtype, FrozenPrefixCache, IGNORE_INDEX, VqaBatch, VqaSample, VqaSplit,
     VqaTask, check_cacheable, masked_cross_entropy, score_tokens, shift_tokens_right, truncate_ids,
 };
-use fedvlm::federated::OptimizerConfig;
+use fedvlm::federated::{CohortMode, OptimizerConfig};
 use fedvlm::federated::{
     FederatedTask, Payload, RoundReport, ShareSpec, Split, TensorValues, apply_payload,
     collect_shared,
@@ -716,6 +716,9 @@ fn adapters_after_round<T: FederatedTask<B, Model = Florence2<B>>>(
         seed: 3,
         progress: false,
         evaluate_initial: false,
+        // Micro-batches train sequentially; the whole batches must too, for the bit-for-bit
+        // comparison (cohorts are compared with sequential training in tests/vqa_cohort.rs).
+        cohort: CohortMode::Off,
         ..SimulationConfig::default()
     };
     // FedSA-LoRA keeps B private: each client's own trained B is compared.

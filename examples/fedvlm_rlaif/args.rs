@@ -99,6 +99,9 @@ pub struct Args {
     /// step, less memory; on the CPU without the cache, 1 is also faster).
     #[arg(long)]
     pub micro_batch_size: Option<usize>,
+    /// Cohort-batched training from the cache: `auto` (default), `off` or clients per cohort.
+    #[arg(long, value_parser = |s: &str| fedvlm::federated::CohortMode::parse(s).map_err(|e| e.to_string()))]
+    pub cohort_size: Option<fedvlm::federated::CohortMode>,
     /// Evaluation batch size.
     #[arg(long)]
     pub eval_batch_size: Option<usize>,
@@ -221,6 +224,9 @@ impl Args {
         );
         if self.micro_batch_size.is_some() {
             c.micro_batch_size = self.micro_batch_size;
+        }
+        if let Some(cohort) = self.cohort_size {
+            c.cohort = cohort;
         }
         if self.max_samples_per_client.is_some() {
             c.max_samples_per_client = self.max_samples_per_client;

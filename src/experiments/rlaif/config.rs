@@ -37,6 +37,13 @@ pub struct RlaifConfig {
     /// one micro-batch's activations in memory). `None` runs whole batches.
     #[serde(default)]
     pub micro_batch_size: Option<usize>,
+    /// Cohort-batched local training from the frozen-prefix cache
+    /// ([`crate::experiments::vqa::cohort`]): `Auto` (the default) trains the clients of a
+    /// round together in cohorts, `Off` one after the other, `Size(n)` in cohorts of at most
+    /// `n`. The same results either way (within rounding); without the cache, or with
+    /// micro-batches, clients train one after the other.
+    #[serde(default)]
+    pub cohort: crate::federated::CohortMode,
     /// Evaluation batch size.
     pub eval_batch_size: usize,
     /// Local learning rate, AdamW (the paper: 1e-6).
@@ -93,6 +100,7 @@ impl Default for RlaifConfig {
             local_epochs: 3,
             batch_size: 16,
             micro_batch_size: None,
+            cohort: crate::federated::CohortMode::Auto,
             eval_batch_size: 16,
             lr: 1e-6,
             lora: LoraConfig::paper(),
@@ -243,7 +251,7 @@ impl RlaifConfig {
             evaluate_initial: true,
             global_eval_every: 0,
             progress,
-            cohort: crate::federated::CohortMode::Auto,
+            cohort: self.cohort,
         }
     }
 

@@ -223,6 +223,9 @@ pub fn run_rule<B: AutodiffBackend>(
         |saved| RlaifConfig {
             rounds: config.rounds,
             answer_eval: config.answer_eval.clone(),
+            // Cohorts change how clients train, not what they compute: a resumed run may
+            // choose another setting.
+            cohort: config.cohort,
             ..saved
         },
         |sim, report| answer_log.after_round(sim, inputs, report.round),

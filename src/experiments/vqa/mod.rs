@@ -10,8 +10,10 @@
 //! * [`cache`]: the frozen-prefix cache (the last decoder layer's inputs, computed once; in
 //!   memory or in shards on disk).
 //! * [`task`]: the [`crate::FederatedTask`] the simulation runs.
+//! * [`cohort`]: cohort-batched training of the clients of a round from the cache.
 
 pub mod cache;
+pub mod cohort;
 pub mod image;
 pub mod loss;
 pub mod sample;
@@ -21,6 +23,7 @@ pub use cache::{
     BuildStats, CacheConfig, CacheDtype, CacheKey, DiskCacheOptions, FrozenPrefixCache,
     PrefixBatch, PrefixEntry, check_cacheable, prefix_forward_passes,
 };
+pub use cohort::{VQA_COHORT_MEMORY_BUDGET, VQA_CPU_COHORT_SIZE};
 pub use image::{EncodedBytes, ImagePreprocessor, ImageStore, SampleImage};
 pub use loss::{masked_cross_entropy, score_tokens, token_nll};
 pub use sample::{BOS_ID, IGNORE_INDEX, VqaBatch, VqaSample, shift_tokens_right, truncate_ids};

@@ -11,6 +11,7 @@ use super::cache::{FrozenPrefixCache, PrefixBatch, compute_entries};
 use super::loss::{masked_cross_entropy, score_tokens};
 use super::sample::{VqaBatch, VqaSample, decoder_tensors};
 use crate::error::{FedError, Result};
+use crate::federated::cohort::CohortTrainer;
 use crate::federated::{EvalBatch, FederatedTask, Split, dataset_rows};
 use crate::models::florence2::{Florence2, GenerationConfig};
 use crate::models::{Precision, cast_floats};
@@ -194,6 +195,27 @@ impl<B: Backend> VqaTask<B> {
         rows.iter().map(|&r| &self.samples[r]).collect()
     }
 
+    /// The last decoder layer's inputs for samples `rows` from `cache` (rows it lacks computed
+    /// with `frozen`) and their labels `[N, T]`: what the cached training step takes.
+    pub(super) fn cached_inputs<M: Backend<Device = B::Device>, P: Backend<Device = B::Device>>(
+        &self,
+        cache: &FrozenPrefixCache,
+        frozen: impl FnOnce() -> Florence2<P>,
+        rows: &[usize],
+    ) -> Result<(PrefixBatch<M>, Tensor<M, 2, Int>)> {
+        let device = &self.device;
+        let missing = cache.missing(rows);
+        let fresh = if missing.is_empty() {
+            Vec::new()
+        } else {
+            let frozen = self.cast_prefix(frozen, cache.precision());
+            compute_entries(&frozen, &self.picked(&missing), cache.dtype(), device)?
+        };
+        let batch = cache.stack::<M>(rows, &fresh, device)?;
+        let (_, labels) = decoder_tensors::<M>(&self.picked(rows), device);
+        Ok((batch, labels))
+    }
+
     /// Teacher-forced logits `[N, T, vocab]` and labels `[N, T]` of samples `rows` under
     /// `model`; `frozen` is a model without autodiff that computes the prefix of rows the
     /// cache lacks.
@@ -207,19 +229,12 @@ impl<B: Backend> VqaTask<B> {
         let samples = self.picked(rows);
         match &self.cache {
             Some(cache) => {
-                let missing = cache.missing(rows);
-                let fresh = if missing.is_empty() {
-                    Vec::new()
-                } else {
-                    let frozen = self.cast_prefix(frozen, cache.precision());
-                    compute_entries(&frozen, &self.picked(&missing), cache.dtype(), device)?
-                };
+                let (batch, labels) = self.cached_inputs(cache, frozen, rows)?;
                 let PrefixBatch {
                     encoder_hidden,
                     encoder_mask,
                     prefix_hidden,
-                } = cache.stack::<M>(rows, &fresh, device)?;
-                let (_, labels) = decoder_tensors::<M>(&samples, device);
+                } = batch;
                 let logits = model.language_model.decode_last_layer(
                     prefix_hidden,
                     encoder_hidden,
@@ -279,6 +294,13 @@ impl<B: AutodiffBackend> FederatedTask<B> for VqaTask<B> {
             .iter()
             .map(|s| s.answer_ids.len() as f64)
             .sum())
+    }
+
+    /// Cohort-batched training of the last decoder layer when training runs from the cache.
+    fn cohort(&self) -> Option<&dyn CohortTrainer<B, Self::Model>> {
+        self.cache
+            .is_some()
+            .then_some(self as &dyn CohortTrainer<B, Self::Model>)
     }
 
     fn evaluate(

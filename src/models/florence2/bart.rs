@@ -21,6 +21,7 @@ mod model;
 mod weights;
 
 pub use attention::BartAttention;
+pub(crate) use attention::{causal_mask, padding_mask};
 pub use config::{Activation, BartConfig};
 pub use decoder::{BartDecoder, BartDecoderLayer};
 pub use encoder::{BartEncoder, BartEncoderLayer, POSITION_OFFSET};
