@@ -29,6 +29,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 use burn::tensor::{Distribution, TensorData};
 use clap::Parser;
+use fedvlm::experiments::vqa::cache::{SampleShape, sample_peak_bytes};
 use fedvlm::lora::freeze_all;
 use fedvlm::models::florence2::{Florence2, Florence2Config};
 use fedvlm::{LoraConfig, Sharing};
@@ -58,6 +59,11 @@ struct Args {
     /// Timed runs per measurement (after one warm-up).
     #[arg(long, default_value_t = 5)]
     repeat: usize,
+    /// Only these measurements (comma-separated: forward, plora_step_uncached,
+    /// plora_step_cached, cache_build); all by default. `--only cache_build` with two
+    /// `--cache-batch` sizes isolates the cache build's activations in the peak memory.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// Folder for `timings.json`.
     #[arg(long, default_value = "target/gpu-check")]
     out: PathBuf,
@@ -132,63 +138,86 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let train: Batch<Train> = batch(args.batch, args.image, &device);
     let infer: Batch<Inner> = batch(args.batch, args.image, &device);
-    let forward = time(&device, args.repeat, || {
-        frozen
-            .forward(
-                infer.pixels.clone(),
-                infer.prompt.clone(),
-                infer.decoder.clone(),
-            )
-            .map(|l| l.into_data())
+    let wanted = |step: &str| args.only.is_empty() || args.only.iter().any(|s| s == step);
+    let mut seconds = serde_json::Map::new();
+    let mut record = |name: &str, value: f64| {
+        println!("{name}: {value:.4} s");
+        seconds.insert(name.to_string(), value.into());
+    };
+    if wanted("forward") {
+        let forward = time(&device, args.repeat, || {
+            frozen
+                .forward(
+                    infer.pixels.clone(),
+                    infer.prompt.clone(),
+                    infer.decoder.clone(),
+                )
+                .map(|l| l.into_data())
+        });
+        record("forward", forward);
+    }
+    if wanted("plora_step_uncached") {
+        let uncached = time(&device, args.repeat, || {
+            let logits = model
+                .forward(
+                    train.pixels.clone(),
+                    train.prompt.clone(),
+                    train.decoder.clone(),
+                )
+                .expect("forward");
+            loss(logits, train.labels.clone()).backward()
+        });
+        record("plora_step_uncached", uncached);
+    }
+    if wanted("plora_step_cached") {
+        let encoded = frozen.encode(infer.pixels.clone(), infer.prompt.clone(), None)?;
+        let prefix = frozen.language_model.decode_prefix(
+            infer.decoder.clone(),
+            encoded.hidden.clone(),
+            None,
+            None,
+        )?;
+        let (hidden, prefix) = (
+            Tensor::<Train, 3>::from_inner(encoded.hidden),
+            Tensor::<Train, 3>::from_inner(prefix),
+        );
+        let cached = time(&device, args.repeat, || {
+            let logits = model
+                .language_model
+                .decode_last_layer(prefix.clone(), hidden.clone(), None, None)
+                .expect("last layer");
+            loss(logits, train.labels.clone()).backward()
+        });
+        record("plora_step_cached", cached);
+    }
+    if wanted("cache_build") {
+        let build: Batch<Inner> = batch(args.cache_batch, args.image, &device);
+        let cache_build = time(&device, args.repeat.min(3), || {
+            let encoded = frozen
+                .encode(build.pixels.clone(), build.prompt.clone(), None)
+                .expect("encode");
+            frozen
+                .language_model
+                .decode_prefix(build.decoder.clone(), encoded.hidden, None, None)
+                .map(|p| p.into_data())
+        });
+        record("cache_build_per_batch", cache_build);
+        record(
+            "cache_build_per_image",
+            cache_build / args.cache_batch as f64,
+        );
+    }
+    // What the cache build's batch choice assumes one sample's activations take (the
+    // frozen prefix of the longest sample: the image tokens plus the prompt, the answer).
+    let estimate = sample_peak_bytes(&SampleShape {
+        image_side: args.image,
+        vision_dim: 128,
+        vision_stride: 4,
+        d_model: 768,
+        encoder_len: (args.image / 32).pow(2) + 1 + PROMPT_TOKENS,
+        decoder_len: DECODER_TOKENS,
+        float_bytes: 4,
     });
-    println!("forward: {forward:.4} s");
-    let uncached = time(&device, args.repeat, || {
-        let logits = model
-            .forward(
-                train.pixels.clone(),
-                train.prompt.clone(),
-                train.decoder.clone(),
-            )
-            .expect("forward");
-        loss(logits, train.labels.clone()).backward()
-    });
-    println!("plora_step_uncached: {uncached:.4} s");
-
-    let encoded = frozen.encode(infer.pixels.clone(), infer.prompt.clone(), None)?;
-    let prefix = frozen.language_model.decode_prefix(
-        infer.decoder.clone(),
-        encoded.hidden.clone(),
-        None,
-        None,
-    )?;
-    let (hidden, prefix) = (
-        Tensor::<Train, 3>::from_inner(encoded.hidden),
-        Tensor::<Train, 3>::from_inner(prefix),
-    );
-    let cached = time(&device, args.repeat, || {
-        let logits = model
-            .language_model
-            .decode_last_layer(prefix.clone(), hidden.clone(), None, None)
-            .expect("last layer");
-        loss(logits, train.labels.clone()).backward()
-    });
-    println!("plora_step_cached: {cached:.4} s");
-
-    let build: Batch<Inner> = batch(args.cache_batch, args.image, &device);
-    let cache_build = time(&device, args.repeat.min(3), || {
-        let encoded = frozen
-            .encode(build.pixels.clone(), build.prompt.clone(), None)
-            .expect("encode");
-        frozen
-            .language_model
-            .decode_prefix(build.decoder.clone(), encoded.hidden, None, None)
-            .map(|p| p.into_data())
-    });
-    println!(
-        "cache_build: {cache_build:.4} s per batch of {} ({:.4} s per image)",
-        args.cache_batch,
-        cache_build / args.cache_batch as f64
-    );
 
     let report = serde_json::json!({
         "backend": if cfg!(feature = "cuda") { "cuda" } else { "flex" },
@@ -197,13 +226,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "image": args.image,
         "cache_batch": args.cache_batch,
         "repeat": args.repeat,
-        "seconds": {
-            "forward": forward,
-            "plora_step_uncached": uncached,
-            "plora_step_cached": cached,
-            "cache_build_per_batch": cache_build,
-            "cache_build_per_image": cache_build / args.cache_batch as f64,
-        },
+        "seconds": seconds,
+        "estimated_sample_peak_mib": estimate as f64 / (1 << 20) as f64,
+        "peak_rss_mib": peak_rss_kib().map(|k| k as f64 / 1024.0),
     });
     std::fs::create_dir_all(&args.out)?;
     let path = args.out.join("timings.json");
@@ -211,4 +236,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{}", serde_json::to_string_pretty(&report)?);
     println!("wrote {}", path.display());
     Ok(())
+}
+
+/// This process's peak resident memory (`VmHWM`, Linux), in KiB; host memory only, so on CUDA
+/// it leaves out the device.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
