@@ -209,6 +209,12 @@ impl PrefixCache {
         }
     }
 
+    /// Every training image's features (`feature_dim` floats a row) and frozen product
+    /// (`hidden_dim` floats a row), row-major on the host.
+    pub(super) fn train_arrays(&self) -> (&[f32], &[f32]) {
+        self.arrays(Split::Train)
+    }
+
     /// Features `[N, feature_dim]` and frozen products `[N, hidden_dim]` of images `rows` of a
     /// split.
     pub fn rows<B: Backend>(

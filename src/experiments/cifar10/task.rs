@@ -11,6 +11,7 @@ use rand::{SeedableRng, rngs::ChaCha8Rng};
 
 use super::cache::PrefixCache;
 use super::clients::ClientSplit;
+use super::host_cohort::CohortKernel;
 use crate::data::{Cifar10, ImageTransform, to_tensor_batch};
 use crate::error::Result;
 use crate::federated::{CohortTrainer, EvalBatch, FederatedTask, Split, dataset_rows};
@@ -43,6 +44,8 @@ pub struct CifarTask<B: Backend> {
     /// The cached training rows (features, frozen products) on the device, uploaded when a
     /// cohort first trains.
     device_rows: Arc<OnceLock<(Tensor<B, 2>, Tensor<B, 2>)>>,
+    /// Which code trains cohorts.
+    cohort_kernel: CohortKernel,
 }
 
 impl<B: Backend> CifarTask<B> {
@@ -92,6 +95,22 @@ impl<B: Backend> CifarTask<B> {
             seed,
             device: device.clone(),
             device_rows: Arc::new(OnceLock::new()),
+            cohort_kernel: CohortKernel::Auto,
+        }
+    }
+
+    /// Chooses the code that trains cohorts ([`CohortKernel::Auto`] unless set).
+    pub fn set_cohort_kernel(&mut self, kernel: CohortKernel) {
+        self.cohort_kernel = kernel;
+    }
+
+    /// Whether cohorts train on the host ([`CohortKernel`]): asked for, or automatically on the
+    /// CPU backend.
+    pub(super) fn host_cohorts(&self) -> bool {
+        match self.cohort_kernel {
+            CohortKernel::Host => true,
+            CohortKernel::Tensor => false,
+            CohortKernel::Auto => B::name(&self.device).contains("flex"),
         }
     }
 
