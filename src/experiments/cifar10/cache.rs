@@ -215,6 +215,11 @@ impl PrefixCache {
         self.arrays(Split::Train)
     }
 
+    /// A split's features and frozen products, as [`Self::train_arrays`].
+    pub(super) fn split_arrays(&self, split: Split) -> (&[f32], &[f32]) {
+        self.arrays(split)
+    }
+
     /// Features `[N, feature_dim]` and frozen products `[N, hidden_dim]` of images `rows` of a
     /// split.
     pub fn rows<B: Backend>(

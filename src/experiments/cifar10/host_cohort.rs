@@ -26,16 +26,17 @@ use crate::models::MobileNetV3;
 
 type InnerModel<B> = <MobileNetV3<B> as AutodiffModule<B>>::InnerModule;
 
-/// Which code trains a CIFAR-10 cohort.
+/// Which code trains a CIFAR-10 cohort and scores cached clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CohortKernel {
     /// The host kernel on the CPU backend (`Flex`), the tensor path elsewhere (the default).
     #[default]
     Auto,
-    /// Every member in plain Rust on the host ([`super::host_step`]), whatever the backend.
+    /// Every member in plain Rust on the host ([`super::host_step`]), and scoring too
+    /// ([`super::host_eval`]), whatever the backend.
     Host,
     /// Stacked tensors on the backend ([`super::cohort_step`]): one batched step for all
-    /// members, what a GPU wants.
+    /// members, what a GPU wants; scoring through the model's tensors.
     Tensor,
 }
 

@@ -236,9 +236,15 @@ fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
     }
 }
 
+/// `hardswish(h) = h clamp(h + 3, 0, 6) / 6`.
+#[inline(always)]
+pub(super) fn hardswish(h: f32) -> f32 {
+    h * ((h + 3.0).clamp(0.0, 6.0) / 6.0)
+}
+
 /// `Σ a_i b_i`, summed in 16 lanes (so that the compiler vectorises it).
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
     const LANES: usize = 16;
     let len = a.len().min(b.len());
     let (a, b) = (&a[..len], &b[..len]);

@@ -16,6 +16,7 @@ mod cohort;
 mod cohort_step;
 pub mod config;
 mod host_cohort;
+mod host_eval;
 mod host_step;
 pub mod pipeline;
 pub mod task;

@@ -12,6 +12,7 @@ use rand::{SeedableRng, rngs::ChaCha8Rng};
 use super::cache::PrefixCache;
 use super::clients::ClientSplit;
 use super::host_cohort::CohortKernel;
+use super::host_eval::score;
 use crate::data::{Cifar10, ImageTransform, to_tensor_batch};
 use crate::error::Result;
 use crate::federated::{CohortTrainer, EvalBatch, FederatedTask, Split, dataset_rows};
@@ -104,8 +105,8 @@ impl<B: Backend> CifarTask<B> {
         self.cohort_kernel = kernel;
     }
 
-    /// Whether cohorts train on the host ([`CohortKernel`]): asked for, or automatically on the
-    /// CPU backend.
+    /// Whether cohorts train, and cached clients are scored, on the host ([`CohortKernel`]):
+    /// asked for, or automatically on the CPU backend.
     pub(super) fn host_cohorts(&self) -> bool {
         match self.cohort_kernel {
             CohortKernel::Host => true,
@@ -266,6 +267,14 @@ impl<B: AutodiffBackend> FederatedTask<B> for CifarTask<B> {
         batch: &[usize],
     ) -> Result<EvalBatch> {
         let rows = self.rows(client, split, batch)?;
+        if let (true, Some(cache)) = (self.host_cohorts(), self.cache()) {
+            let arrays = cache.split_arrays(split);
+            let dims = (cache.feature_dim, cache.hidden_dim);
+            let targets = self.targets(split, &rows);
+            if let Some(scores) = score(model, arrays, dims, &rows, targets)? {
+                return Ok(scores);
+            }
+        }
         let logits = self.logits(model, client, split, &rows, false, &self.device)?;
         EvalBatch::from_logits(logits, self.targets(split, &rows))
     }
