@@ -1,6 +1,7 @@
 //! Cohort-batched training of CIFAR-10 clients from the frozen-prefix cache
 //! ([`crate::federated::cohort`]): the adapters of `classifier.0` and the heads of every member
-//! stacked, one batched step ([`super::cohort_step`]) for all of them.
+//! stacked, one batched step ([`super::cohort_step`]) for all of them; or, on the CPU backend,
+//! every member on the host in parallel ([`super::host_cohort`]).
 
 use burn::module::{AutodiffModule, Param};
 use burn::prelude::*;
@@ -22,7 +23,9 @@ use crate::models::MobileNetV3;
 /// Memory a cohort's step may use: the automatic cohort size is this over one member's need.
 pub const COHORT_MEMORY_BUDGET: usize = 2 << 30;
 
-/// The automatic cohort size on the CPU backend (`Flex`), where larger cohorts are slower.
+/// The automatic cohort size of the stacked tensor path ([`super::CohortKernel::Tensor`]) on
+/// the CPU backend (`Flex`), where larger stacked cohorts are slower. The CPU's default, the
+/// host kernel, puts the whole round in one cohort.
 pub const CPU_COHORT_SIZE: usize = 5;
 
 /// Names of the stacked tensors, in the order [`Layout::trains`] lists them.

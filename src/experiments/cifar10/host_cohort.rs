@@ -32,11 +32,12 @@ pub enum CohortKernel {
     /// The host kernel on the CPU backend (`Flex`), the tensor path elsewhere (the default).
     #[default]
     Auto,
-    /// Every member in plain Rust on the host ([`super::host_step`]), and scoring too
-    /// ([`super::host_eval`]), whatever the backend.
+    /// Every member in plain Rust on the host, one after another per thread, members in
+    /// parallel; scoring on the host too; whatever the backend. Equal to sequential training
+    /// within rounding (the same batches, dropout masks and optimiser formulas).
     Host,
-    /// Stacked tensors on the backend ([`super::cohort_step`]): one batched step for all
-    /// members, what a GPU wants; scoring through the model's tensors.
+    /// Stacked tensors on the backend: one batched step for all members, what a GPU wants;
+    /// scoring through the model's tensors.
     Tensor,
 }
 
