@@ -10,7 +10,8 @@
 //!
 //! Prints one JSON line per setting: the training time of a round (the sum of the clients'
 //! training seconds), the whole round (aggregation and scoring included, on a small test
-//! split) and the number of rounds timed.
+//! split), the CPU seconds of a round (all threads; Linux only, else `null`) and the number of
+//! rounds timed.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -48,6 +49,19 @@ struct Args {
     /// Distinct synthetic images behind the clients' 1,250 each.
     #[arg(long, default_value_t = 4000)]
     images: usize,
+}
+
+/// CPU seconds (user + system, all threads) this process has used so far, from
+/// `/proc/self/stat` (clock ticks of 1/100 s); `None` where that file is not there. On a busy
+/// machine this is steadier than wall time.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which ends with the last `)`): utime and stime are the
+    // 12th and 13th.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 fn images(n: usize, seed: u64) -> Cifar10Split {
@@ -125,6 +139,7 @@ fn main() -> Result<(), FedError> {
                 sim.run_one_round()?;
             }
             let (mut train, mut whole) = (0.0, 0.0);
+            let cpu_start = cpu_seconds();
             for _ in 0..rounds {
                 let t = Instant::now();
                 let report = sim.run_one_round()?;
@@ -132,8 +147,12 @@ fn main() -> Result<(), FedError> {
                 train += report.clients.iter().map(|c| c.seconds).sum::<f64>();
             }
             let r = rounds.max(1) as f64;
+            let cpu = match (cpu_start, cpu_seconds()) {
+                (Some(a), Some(b)) => format!("{:.3}", (b - a) / r),
+                _ => "null".into(),
+            };
             println!(
-                "{{\"clients\": {clients}, \"cohort\": \"{cohort}\", \"train_s\": {:.4}, \"round_s\": {:.4}, \"rounds\": {rounds}}}",
+                "{{\"clients\": {clients}, \"cohort\": \"{cohort}\", \"train_s\": {:.4}, \"round_s\": {:.4}, \"round_cpu_s\": {cpu}, \"rounds\": {rounds}}}",
                 train / r,
                 whole / r
             );

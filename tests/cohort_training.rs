@@ -9,8 +9,8 @@ use burn::backend::{Autodiff, Flex};
 use burn::prelude::*;
 use fedvlm::data::{Cifar10, Cifar10Split};
 use fedvlm::experiments::cifar10::{
-    CPU_COHORT_SIZE, Cifar10Config, ClientSplit, RunInputs, StrategyKind, build_cache, federation,
-    load_backbone,
+    CPU_COHORT_SIZE, Cifar10Config, ClientSplit, CohortKernel, RunInputs, StrategyKind,
+    build_cache, federation, load_backbone,
 };
 use fedvlm::federated::cohort::{CohortSchedule, DropoutStream};
 use fedvlm::federated::{
@@ -108,7 +108,7 @@ fn observe_phases() {
 }
 
 fn run(config: &Cifar10Config, sharing: Sharing, optimizer: OptimizerConfig) -> Run {
-    run_keeping(config, sharing, optimizer, false)
+    run_with(config, sharing, optimizer, false, CohortKernel::Auto)
 }
 
 fn run_keeping(
@@ -116,6 +116,22 @@ fn run_keeping(
     sharing: Sharing,
     optimizer: OptimizerConfig,
     keep_optimizer_state: bool,
+) -> Run {
+    run_with(
+        config,
+        sharing,
+        optimizer,
+        keep_optimizer_state,
+        CohortKernel::Auto,
+    )
+}
+
+fn run_with(
+    config: &Cifar10Config,
+    sharing: Sharing,
+    optimizer: OptimizerConfig,
+    keep_optimizer_state: bool,
+    kernel: CohortKernel,
 ) -> Run {
     observe_phases();
     PHASES.lock().unwrap_or_else(|p| p.into_inner()).clear();
@@ -138,6 +154,7 @@ fn run_keeping(
     let mut federation = federation(&inputs, sharing).unwrap();
     federation.config.optimizer = optimizer;
     federation.config.keep_optimizer_state = keep_optimizer_state;
+    federation.task.set_cohort_kernel(kernel);
     let strategy = config.build_strategy(federation.privacy_delta()).unwrap();
     let mut sim = Simulation::new(
         federation.config,
@@ -221,7 +238,19 @@ fn assert_close(a: &Run, b: &Run, what: &str) {
     assert!((first - last).abs() > 1e-3, "{what}: {first} vs {last}");
 }
 
+/// Runs every sharing rule sequentially and in cohorts of each of `sizes`, trained by the
+/// default kernel (on this CPU backend: the host kernel).
 fn compare(strategy: StrategyKind, lr: f64, optimizer: OptimizerConfig, sizes: &[CohortMode]) {
+    compare_with(strategy, lr, optimizer, sizes, CohortKernel::Auto);
+}
+
+fn compare_with(
+    strategy: StrategyKind,
+    lr: f64,
+    optimizer: OptimizerConfig,
+    sizes: &[CohortMode],
+    kernel: CohortKernel,
+) {
     let _serial = serial();
     for sharing in Sharing::ALL {
         let sequential = run(
@@ -234,7 +263,7 @@ fn compare(strategy: StrategyKind, lr: f64, optimizer: OptimizerConfig, sizes: &
             optimizer,
         );
         for &cohort in sizes {
-            let batched = run(
+            let batched = run_with(
                 &Cifar10Config {
                     cohort,
                     lr,
@@ -242,11 +271,13 @@ fn compare(strategy: StrategyKind, lr: f64, optimizer: OptimizerConfig, sizes: &
                 },
                 sharing,
                 optimizer,
+                false,
+                kernel,
             );
             assert_close(
                 &sequential,
                 &batched,
-                &format!("{sharing} {strategy:?} {cohort:?}"),
+                &format!("{sharing} {strategy:?} {cohort:?} {kernel:?}"),
             );
         }
     }
@@ -289,6 +320,28 @@ fn cohorts_equal_sequential_training_with_sgd_momentum_and_weight_decay() {
             weight_decay: 0.01,
         },
         &[CohortMode::Size(3)],
+    );
+}
+
+#[test]
+fn the_stacked_tensor_path_equals_sequential_training_too() {
+    // The path a GPU takes, forced on the CPU: FedAvg with AdamW, FedProx with SGD.
+    compare_with(
+        StrategyKind::FedAvg,
+        0.02,
+        OptimizerConfig::default(),
+        &[CohortMode::Size(2)],
+        CohortKernel::Tensor,
+    );
+    compare_with(
+        StrategyKind::FedProx,
+        0.02,
+        OptimizerConfig::Sgd {
+            momentum: 0.9,
+            weight_decay: 0.01,
+        },
+        &[CohortMode::Auto],
+        CohortKernel::Tensor,
     );
 }
 
@@ -416,19 +469,28 @@ fn the_automatic_cohort_size_is_bounded_by_memory() {
         progress: false,
         device,
     };
-    let federation = federation(&inputs, Sharing::PLora).unwrap();
-    let trainer = federation
-        .task
-        .cohort()
-        .expect("the cached task trains in cohorts");
+    let mut federation = federation(&inputs, Sharing::PLora).unwrap();
     let mut client = federation.config.client_config();
-    client.batch_size = 32;
-    let paper = trainer.max_cohort_size(&client);
-    // The paper's 40 clients fit in memory many times over; on the CPU the size stays at the
-    // cache-friendly one. A batch of 16 M images leaves room for one client.
-    assert_eq!(paper, CPU_COHORT_SIZE);
-    client.batch_size = 1 << 24;
-    let large = trainer.max_cohort_size(&client);
-    assert_eq!(large, 1);
-    assert_eq!(CohortMode::Auto.size(40, large), Some(large.min(40)));
+    for kernel in [CohortKernel::Auto, CohortKernel::Host, CohortKernel::Tensor] {
+        federation.task.set_cohort_kernel(kernel);
+        let trainer = federation
+            .task
+            .cohort()
+            .expect("the cached task trains in cohorts");
+        client.batch_size = 32;
+        let paper = trainer.max_cohort_size(&client);
+        // The paper's 40 clients fit in memory many times over. Host members train
+        // independently, so a cohort holds the whole round; the stacked tensor path on the CPU
+        // stays at the cache-friendly size.
+        if kernel == CohortKernel::Tensor {
+            assert_eq!(paper, CPU_COHORT_SIZE);
+        } else {
+            assert!(paper >= 160, "{kernel:?}: {paper}");
+        }
+        // A batch of 16 M images leaves room for one client.
+        client.batch_size = 1 << 24;
+        let large = trainer.max_cohort_size(&client);
+        assert_eq!(large, 1, "{kernel:?}");
+        assert_eq!(CohortMode::Auto.size(40, large), Some(large.min(40)));
+    }
 }

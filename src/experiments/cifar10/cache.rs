@@ -209,6 +209,17 @@ impl PrefixCache {
         }
     }
 
+    /// Every training image's features (`feature_dim` floats a row) and frozen product
+    /// (`hidden_dim` floats a row), row-major on the host.
+    pub(super) fn train_arrays(&self) -> (&[f32], &[f32]) {
+        self.arrays(Split::Train)
+    }
+
+    /// A split's features and frozen products, as [`Self::train_arrays`].
+    pub(super) fn split_arrays(&self, split: Split) -> (&[f32], &[f32]) {
+        self.arrays(split)
+    }
+
     /// Features `[N, feature_dim]` and frozen products `[N, hidden_dim]` of images `rows` of a
     /// split.
     pub fn rows<B: Backend>(

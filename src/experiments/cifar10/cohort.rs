@@ -1,6 +1,7 @@
 //! Cohort-batched training of CIFAR-10 clients from the frozen-prefix cache
 //! ([`crate::federated::cohort`]): the adapters of `classifier.0` and the heads of every member
-//! stacked, one batched step ([`super::cohort_step`]) for all of them.
+//! stacked, one batched step ([`super::cohort_step`]) for all of them; or, on the CPU backend,
+//! every member on the host in parallel ([`super::host_cohort`]).
 
 use burn::module::{AutodiffModule, Param};
 use burn::prelude::*;
@@ -22,11 +23,13 @@ use crate::models::MobileNetV3;
 /// Memory a cohort's step may use: the automatic cohort size is this over one member's need.
 pub const COHORT_MEMORY_BUDGET: usize = 2 << 30;
 
-/// The automatic cohort size on the CPU backend (`Flex`), where larger cohorts are slower.
+/// The automatic cohort size of the stacked tensor path ([`super::CohortKernel::Tensor`]) on
+/// the CPU backend (`Flex`), where larger stacked cohorts are slower. The CPU's default, the
+/// host kernel, puts the whole round in one cohort.
 pub const CPU_COHORT_SIZE: usize = 5;
 
 /// Names of the stacked tensors, in the order [`Layout::trains`] lists them.
-const NAMES: [&str; 4] = [
+pub(super) const NAMES: [&str; 4] = [
     "classifier.0.lora_a",
     "classifier.0.lora_b",
     "classifier.3.weight",
@@ -38,19 +41,19 @@ type InnerModel<B> = <MobileNetV3<B> as AutodiffModule<B>>::InnerModule;
 
 /// What members of one cohort have in common.
 #[derive(Debug, Clone, PartialEq)]
-struct Layout {
-    input: usize,
-    hidden: usize,
-    rank: usize,
-    classes: usize,
-    scaling: f64,
+pub(super) struct Layout {
+    pub input: usize,
+    pub hidden: usize,
+    pub rank: usize,
+    pub classes: usize,
+    pub scaling: f64,
     /// Dropout of the adapter's input and of the classifier.
-    dropout: (f64, f64),
+    pub dropout: (f64, f64),
     /// Whether `A`, `B`, the head's weight and its bias train.
-    trains: [bool; 4],
+    pub trains: [bool; 4],
 }
 
-fn adapter<IB: Backend>(model: &MobileNetV3<IB>) -> Option<&PersonalizedLora<IB>> {
+pub(super) fn adapter<IB: Backend>(model: &MobileNetV3<IB>) -> Option<&PersonalizedLora<IB>> {
     match &model.classifier.0 {
         Dense::Lora(layer) if !layer.merged => Some(layer),
         _ => None,
@@ -91,7 +94,12 @@ impl<B: AutodiffBackend> CohortTrainer<B, MobileNetV3<B>> for CifarTask<B> {
         // and the stacked tensors with their moments and gradients, in f32.
         let per_member = 4 * (config.batch_size * (3 * f + 10 * h + 64) + 4 * (f + h) * 16);
         let memory = (COHORT_MEMORY_BUDGET / per_member.max(1)).max(1);
-        // On the CPU backend a step is bound by memory traffic, not by per-op overhead: cohorts
+        if self.host_cohorts() {
+            // Host members train independently (no stacked step to keep in cache): the whole
+            // round in one cohort balances the threads best.
+            return memory;
+        }
+        // With the tensor path on the CPU backend a step is bound by memory traffic, not by per-op overhead: cohorts
         // whose activations stay in cache are fastest (measured on 2 cores: 5 clients 2.3 s a
         // 40-client round, 40 clients 4.4 s).
         if B::name(&self.device()).contains("flex") {
@@ -116,6 +124,9 @@ impl<B: AutodiffBackend> CohortTrainer<B, MobileNetV3<B>> for CifarTask<B> {
             if layout(member).as_ref() != Some(&shape) {
                 return Err(not_cohort(member.client));
             }
+        }
+        if self.host_cohorts() {
+            return self.train_on_host(members, round, config, prox, &shape);
         }
         let (xs, bases) = self.device_rows()?;
         let (xs, bases) = (xs.inner(), bases.inner());
@@ -226,7 +237,7 @@ fn member_chunks(
     }
 }
 
-fn not_cohort(client: usize) -> FedError {
+pub(super) fn not_cohort(client: usize) -> FedError {
     FedError::Task(format!(
         "client {client}'s model does not fit the cohort (classifier.0 adapter and head)"
     ))
@@ -299,7 +310,10 @@ fn write_back<IB: Backend>(
     model
 }
 
-fn replace<IB: Backend, const D: usize>(param: &mut Param<Tensor<IB, D>>, value: Tensor<IB, D>) {
+pub(super) fn replace<IB: Backend, const D: usize>(
+    param: &mut Param<Tensor<IB, D>>,
+    value: Tensor<IB, D>,
+) {
     let old = std::mem::replace(param, Param::from_tensor(value.clone()));
     *param = old.map(|_| value);
 }

@@ -15,6 +15,9 @@ pub mod clients;
 mod cohort;
 mod cohort_step;
 pub mod config;
+mod host_cohort;
+mod host_eval;
+mod host_step;
 pub mod pipeline;
 pub mod task;
 
@@ -22,6 +25,7 @@ pub use cache::{CacheBackbone, PrefixCache};
 pub use clients::ClientSplit;
 pub use cohort::{COHORT_MEMORY_BUDGET, CPU_COHORT_SIZE};
 pub use config::{Cifar10Config, StrategyKind};
+pub use host_cohort::CohortKernel;
 pub use pipeline::{
     HEAD, RuleRun, RunInputs, build_cache, build_client_models, federation, load_backbone,
     run_rule, torchvision_weights,

@@ -11,6 +11,8 @@ use rand::{SeedableRng, rngs::ChaCha8Rng};
 
 use super::cache::PrefixCache;
 use super::clients::ClientSplit;
+use super::host_cohort::CohortKernel;
+use super::host_eval::score;
 use crate::data::{Cifar10, ImageTransform, to_tensor_batch};
 use crate::error::Result;
 use crate::federated::{CohortTrainer, EvalBatch, FederatedTask, Split, dataset_rows};
@@ -43,6 +45,8 @@ pub struct CifarTask<B: Backend> {
     /// The cached training rows (features, frozen products) on the device, uploaded when a
     /// cohort first trains.
     device_rows: Arc<OnceLock<(Tensor<B, 2>, Tensor<B, 2>)>>,
+    /// Which code trains cohorts.
+    cohort_kernel: CohortKernel,
 }
 
 impl<B: Backend> CifarTask<B> {
@@ -92,6 +96,22 @@ impl<B: Backend> CifarTask<B> {
             seed,
             device: device.clone(),
             device_rows: Arc::new(OnceLock::new()),
+            cohort_kernel: CohortKernel::Auto,
+        }
+    }
+
+    /// Chooses the code that trains cohorts ([`CohortKernel::Auto`] unless set).
+    pub fn set_cohort_kernel(&mut self, kernel: CohortKernel) {
+        self.cohort_kernel = kernel;
+    }
+
+    /// Whether cohorts train, and cached clients are scored, on the host ([`CohortKernel`]):
+    /// asked for, or automatically on the CPU backend.
+    pub(super) fn host_cohorts(&self) -> bool {
+        match self.cohort_kernel {
+            CohortKernel::Host => true,
+            CohortKernel::Tensor => false,
+            CohortKernel::Auto => B::name(&self.device).contains("flex"),
         }
     }
 
@@ -247,6 +267,14 @@ impl<B: AutodiffBackend> FederatedTask<B> for CifarTask<B> {
         batch: &[usize],
     ) -> Result<EvalBatch> {
         let rows = self.rows(client, split, batch)?;
+        if let (true, Some(cache)) = (self.host_cohorts(), self.cache()) {
+            let arrays = cache.split_arrays(split);
+            let dims = (cache.feature_dim, cache.hidden_dim);
+            let targets = self.targets(split, &rows);
+            if let Some(scores) = score(model, arrays, dims, &rows, targets)? {
+                return Ok(scores);
+            }
+        }
         let logits = self.logits(model, client, split, &rows, false, &self.device)?;
         EvalBatch::from_logits(logits, self.targets(split, &rows))
     }

@@ -24,6 +24,7 @@
 //! ([`crate::SimulationConfig::cohort`]).
 
 mod dropout;
+mod host;
 mod optimizer;
 mod round;
 pub mod schedule;
@@ -36,6 +37,7 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 pub use dropout::DropoutStream;
+pub use host::{HostOptimizer, HostParam, prox_pull};
 pub use optimizer::{CohortOptimizer, StackedParam};
 pub use schedule::{CohortSchedule, StepRows, client_batches, shuffle_epoch};
 pub use stack::{ProxTargets, stack_params, unstack_param};

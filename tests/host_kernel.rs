@@ -1,0 +1,102 @@
+//! The CIFAR-10 host scoring (the CPU backend's default) against the tensor code it replaces:
+//! scoring from the cache gives `EvalBatch::from_logits`'s loss and predictions for trained
+//! adapters. (Host training is compared with sequential training in `cohort_training.rs`.)
+
+use std::sync::Arc;
+
+use burn::backend::{Autodiff, Flex};
+use fedvlm::data::{Cifar10, Cifar10Split};
+use fedvlm::experiments::cifar10::{
+    Cifar10Config, ClientSplit, CohortKernel, RunInputs, build_cache, federation, load_backbone,
+};
+use fedvlm::federated::{CohortMode, FederatedTask, Split};
+use fedvlm::{Sharing, Simulation};
+use rand::{RngExt, SeedableRng, rngs::ChaCha8Rng};
+
+type B = Autodiff<Flex>;
+
+fn images(n: usize, seed: u64) -> Cifar10Split {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+    let images = (0..n * 3072).map(|_| rng.random_range(0..=255u8)).collect();
+    Cifar10Split { images, labels }
+}
+
+#[test]
+fn host_scores_equal_the_tensor_path_for_trained_adapters() {
+    let config = Cifar10Config {
+        width_mult: 0.25,
+        clients: 3,
+        shards: 6,
+        rounds: 3,
+        local_epochs: 2,
+        batch_size: 8,
+        image_size: 32,
+        lr: 0.3,
+        global_eval_every: 0,
+        cohort: CohortMode::Auto,
+        ..Cifar10Config::default()
+    };
+    let device = Default::default();
+    let data = Arc::new(Cifar10::from_splits(images(90, 1), images(40, 2)).unwrap());
+    let backbone = load_backbone::<B>(&config, None, &device).unwrap();
+    let cache = Arc::new(build_cache(&config, &data, &backbone, false, &device).unwrap());
+    let split = ClientSplit {
+        train: (0..3).map(|k| (k * 30..(k + 1) * 30).collect()).collect(),
+        test: (0..3).map(|k| (k * 5..k * 5 + 25).collect()).collect(),
+        global_test: (0..40).collect(),
+        classes: vec![(0..10).collect(); 3],
+    };
+    let inputs = RunInputs {
+        config: &config,
+        data,
+        split: &split,
+        backbone: &backbone,
+        cache: Some(cache),
+        out_dir: None,
+        resume: false,
+        progress: false,
+        device,
+    };
+    for sharing in [Sharing::PLora, Sharing::FfaLora] {
+        let fed = federation(&inputs, sharing).unwrap();
+        let strategy = config.build_strategy(fed.privacy_delta()).unwrap();
+        let mut sim =
+            Simulation::new(fed.config, fed.spec, fed.task, strategy, fed.models).unwrap();
+        sim.run(|_, _| Ok(())).unwrap();
+        let mut host = federation(&inputs, sharing).unwrap().task;
+        host.set_cohort_kernel(CohortKernel::Host);
+        let mut tensor = federation(&inputs, sharing).unwrap().task;
+        tensor.set_cohort_kernel(CohortKernel::Tensor);
+        for k in 0..3 {
+            let model = sim.client(k).unwrap().model();
+            for (split, batch) in [
+                (Split::Test, (0..25).collect::<Vec<_>>()),
+                (Split::GlobalTest, (3..37).collect()),
+            ] {
+                let a = host.evaluate(model, k, split, &batch).unwrap();
+                let b = tensor.evaluate(model, k, split, &batch).unwrap();
+                assert_eq!(a.loss_count, b.loss_count);
+                assert_eq!(a.targets, b.targets);
+                let tol = 1e-6 * b.loss_sum.abs().max(1.0);
+                assert!(
+                    (a.loss_sum - b.loss_sum).abs() <= tol,
+                    "{sharing} client {k} {split:?}: {} vs {}",
+                    a.loss_sum,
+                    b.loss_sum
+                );
+                assert_eq!(
+                    a.predictions, b.predictions,
+                    "{sharing} client {k} {split:?}"
+                );
+            }
+        }
+        // The adapters trained (their delta is part of what was compared).
+        let state = sim.client(0).unwrap().state();
+        let b = &state.tensors["classifier.0.lora_b"].values;
+        assert!(
+            b.iter().any(|v| v.abs() > 1e-4),
+            "{sharing}: B is still zero"
+        );
+    }
+}
