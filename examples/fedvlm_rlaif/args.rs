@@ -18,9 +18,7 @@ use fedvlm::data::{RLAIF_V_REPO, RlaifVShards};
 use fedvlm::experiments::rlaif::{
     AnswerEvalConfig, RlaifConfig, RlaifData, RunInputs, VqaDataset, freeze_base,
 };
-use fedvlm::experiments::vqa::{
-    CacheConfig, DiskCacheOptions, EncodedBytes, FrozenPrefixCache, ImageStore,
-};
+use fedvlm::experiments::vqa::{CacheConfig, DiskCacheOptions, FrozenPrefixCache, ImageStore};
 use fedvlm::models::florence2::processor::Florence2Processor;
 use fedvlm::models::florence2::{Florence2, Florence2Pipeline, GenerationConfig, TINY_RANDOM};
 use fedvlm::strategy::StrategyKind;
@@ -348,10 +346,10 @@ impl Args {
         let model = self.load_model::<B>(device)?;
         // Images go to a file beside the cache as they are read; a batch decodes its own.
         let store = Arc::new(ImageStore::temporary(self.cache_dir())?);
-        let (rows, images) = dataset::load_rows(self, &files, &config, config.clients, &store)?;
+        let rows = dataset::load_rows(self, &files, &config, config.clients, &store)?;
         println!("{}", rows.summary());
-        let data = self.prepare_data(&config, &rows, &images, &model.processor)?;
-        drop((rows, images));
+        let data = self.prepare_data(&config, &rows, &model.processor)?;
+        drop(rows);
         let cache = self.cache_for(&model.base, &config, &data, device, &self.cache_dir())?;
         Ok(Prepared {
             config,
@@ -386,19 +384,16 @@ impl Args {
         })
     }
 
-    /// Splits the trainers and tokenises their samples (images stay encoded: `images[r]` is
-    /// where row `r`'s went), with a log line.
+    /// Splits the trainers and tokenises their samples (images stay encoded, where the read
+    /// put them), with a log line.
     pub fn prepare_data(
         &self,
         config: &RlaifConfig,
         rows: &dataset::LoadedRows,
-        images: &[EncodedBytes],
         processor: &Florence2Processor,
     ) -> Result<RlaifData, AnyError> {
         let t = Instant::now();
-        let data = RlaifData::prepare_with_images(config, rows.rows(), processor, |r, _| {
-            Ok(images.get(r).cloned())
-        })?;
+        let data = RlaifData::prepare(config, rows.rows(), processor)?;
         if data.skipped_task_token > 0 {
             println!(
                 "skipped {} rows whose question holds a Florence-2 task token",

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use fedvlm::data::{
-    OkVqa, OkVqaFiles, OkVqaOptions, OkVqaSample, RlaifV, RlaifVOptions, RlaifVSample,
-    RlaifVShards, read_okvqa, read_rlaif_v,
+    OkVqaFiles, OkVqaOptions, OkVqaSample, RlaifVOptions, RlaifVSample, RlaifVShards, read_okvqa,
+    read_rlaif_v,
 };
-use fedvlm::experiments::rlaif::{RlaifConfig, VqaDataset, VqaRows};
-use fedvlm::experiments::vqa::{EncodedBytes, ImageStore};
+use fedvlm::experiments::rlaif::{RlaifConfig, SpilledRows, VqaDataset, VqaRow, VqaRows};
+use fedvlm::experiments::vqa::ImageStore;
 
 use super::{AnyError, Args};
 
@@ -19,29 +19,22 @@ pub enum DataFiles {
     OkVqa(OkVqaFiles),
 }
 
-/// The rows read.
-pub enum LoadedRows {
-    /// RLAIF-V rows.
-    RlaifV(RlaifV),
-    /// OK-VQA rows.
-    OkVqa(OkVqa),
+/// The rows read: their images and text wait in the image store's file, so that memory does
+/// not grow with the row count.
+pub struct LoadedRows {
+    rows: SpilledRows,
+    summary: String,
 }
 
 impl LoadedRows {
     /// The rows, for `RlaifData::prepare` and the sweep.
     pub fn rows(&self) -> VqaRows<'_> {
-        match self {
-            Self::RlaifV(rows) => VqaRows::from(rows),
-            Self::OkVqa(rows) => VqaRows::from(rows),
-        }
+        VqaRows::from(&self.rows)
     }
 
     /// What the read found, for the log.
-    pub fn summary(&self) -> String {
-        match self {
-            Self::RlaifV(rows) => rows.summary().to_string(),
-            Self::OkVqa(rows) => rows.summary().to_string(),
-        }
+    pub fn summary(&self) -> &str {
+        &self.summary
     }
 }
 
@@ -70,67 +63,51 @@ pub fn find_files(args: &Args) -> Result<DataFiles, AnyError> {
 }
 
 /// Reads the rows: with a per-client cap, only as many as `clients` clients can use
-/// (RLAIF-V: a seeded sample per source; OK-VQA: the first rows). Every image moves into
-/// `store` as it is read (what stays in memory is the rows' text); `images[r]` says where row
-/// `r`'s went.
+/// (RLAIF-V: a seeded sample per source; OK-VQA: the first rows). Every row's image and text
+/// move into `store` as the row is read (see [`SpilledRows`]).
 pub fn load_rows(
     args: &Args,
     files: &DataFiles,
     config: &RlaifConfig,
     clients: usize,
     store: &Arc<ImageStore>,
-) -> Result<(LoadedRows, Vec<EncodedBytes>), AnyError> {
+) -> Result<LoadedRows, AnyError> {
     let cap = config
         .max_samples_per_client
         .map(|c| c.saturating_mul(clients));
-    let mut images = Vec::new();
+    let mut rows = SpilledRows::new(args.dataset, Arc::clone(store));
     let mut failed = None;
-    let mut spill = |bytes: &mut Vec<u8>| -> bool {
-        if failed.is_some() {
-            return false;
-        }
-        match store.append(bytes) {
-            Ok(stored) => {
-                *bytes = Vec::new();
-                images.push(stored);
-                true
-            }
-            Err(e) => {
-                failed = Some(e);
-                false
-            }
+    let mut spill = |row: VqaRow<'_>| {
+        if failed.is_none()
+            && let Err(e) = rows.push(row)
+        {
+            failed = Some(e);
         }
     };
-    let rows = match files {
+    let summary = match files {
         DataFiles::RlaifV(shards) => {
             let mut options = RlaifVOptions::new().strict(args.strict);
             if let Some(cap) = cap {
                 options = options.max_samples_per_source(cap).sample_seed(config.seed);
             }
-            let mut samples = Vec::new();
-            let summary = read_rlaif_v(&shards.files, &options, |mut s: RlaifVSample| {
-                if spill(&mut s.image_bytes) {
-                    samples.push(s);
-                }
-            })?;
-            LoadedRows::RlaifV(RlaifV::from_parts(samples, summary))
+            read_rlaif_v(&shards.files, &options, |s: RlaifVSample| {
+                spill(VqaRow::RlaifV(&s));
+            })?
+            .to_string()
         }
         DataFiles::OkVqa(files) => {
             let mut options = OkVqaOptions::new().strict(args.strict);
             if let Some(cap) = cap {
                 options = options.max_samples(cap);
             }
-            let mut samples = Vec::new();
-            let summary = read_okvqa(&files.files, &options, |mut s: OkVqaSample| {
-                if spill(&mut s.image_bytes) {
-                    samples.push(s);
-                }
-            })?;
-            LoadedRows::OkVqa(OkVqa::from_parts(samples, summary))
+            read_okvqa(&files.files, &options, |s: OkVqaSample| {
+                spill(VqaRow::OkVqa(&s));
+            })?
+            .to_string()
         }
     };
     if let Some(e) = failed {
         return Err(e.into());
     }
-    Ok((rows, images))
+    Ok(LoadedRows { rows, summary })
 }

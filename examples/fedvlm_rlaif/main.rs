@@ -184,7 +184,7 @@ fn run_sweep(args: &Args, config: &RlaifConfig) -> Result<(), AnyError> {
     let most = args.clients_sweep.iter().copied().max().unwrap_or(1);
     let cache_root = args.cache_dir();
     let store = Arc::new(ImageStore::temporary(&cache_root)?);
-    let (rows, images) = dataset::load_rows(args, &files, config, most, &store)?;
+    let rows = dataset::load_rows(args, &files, config, most, &store)?;
     println!("{}", rows.summary());
     println!(
         "client sweep {:?}, rule {}, {} rounds x {} local epochs",
@@ -198,7 +198,7 @@ fn run_sweep(args: &Args, config: &RlaifConfig) -> Result<(), AnyError> {
         config,
         counts: &args.clients_sweep,
         rows: rows.rows(),
-        images: &images,
+        images: &[],
         base: &model.base,
         processor: &model.processor,
         generation: model.generation.clone(),

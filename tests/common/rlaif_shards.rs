@@ -109,6 +109,18 @@ fn small_png(seed: u32, side: u32) -> Vec<u8> {
 /// the sources `sources` in turn, with `side` x `side` PNG images (a few hundred bytes each),
 /// short questions and answers.
 pub fn write_rows(dir: &Path, rows: usize, sources: &[&str], side: u32) {
+    write_rows_with_answers(dir, rows, sources, side, 0);
+}
+
+/// [`write_rows`] whose answers go on for `extra_words` more words (RLAIF-V's chosen answers
+/// are often several hundred bytes).
+pub fn write_rows_with_answers(
+    dir: &Path,
+    rows: usize,
+    sources: &[&str],
+    side: u32,
+    extra_words: usize,
+) {
     let schema = Arc::new(parse_message_type(SCHEMA).expect("schema"));
     let props = Arc::new(WriterProperties::builder().build());
     let path = dir.join("RLAIF-V-Dataset_000.parquet");
@@ -123,7 +135,10 @@ pub fn write_rows(dir: &Path, rows: usize, sources: &[&str], side: u32) {
             group.push((
                 small_png(i as u32, side),
                 format!("What is the {w} in {i}?"),
-                format!("A {w}."),
+                std::iter::once(format!("A {w}."))
+                    .chain((0..extra_words).map(|k| words[(i + k) % words.len()].to_string()))
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 sources[i % sources.len()].to_string(),
             ));
         }

@@ -1,11 +1,13 @@
 //! RLAIF-V or OK-VQA rows to the task's samples: partition, tokenisation; images stay encoded (in memory
 //! or in an image store file) and are preprocessed per batch.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::config::RlaifConfig;
-use super::rows::{VqaRow, VqaRows};
+use super::rows::VqaRows;
+use super::spill::RowText;
 use crate::data::{RlaifVPartitionOptions, RlaifVScheme, partition_by_source_keys};
 use crate::error::{FedError, Result};
 use crate::experiments::vqa::{
@@ -56,6 +58,51 @@ pub struct RlaifData {
 /// A row's prompt ids and label ids.
 type Tokens = (Vec<u32>, Vec<u32>);
 
+/// What a row is to the clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RowUse {
+    /// No client uses it.
+    Unused,
+    /// A client uses it.
+    Usable,
+    /// A client would use it, but its question holds a task token.
+    TaskToken,
+}
+
+/// Whether `question` holds a Florence-2 task token (so cannot be a VQA prompt).
+fn has_task_token(processor: &Florence2Processor, question: &str) -> Result<bool> {
+    match processor.prompt_ids(question) {
+        Ok(_) => Ok(false),
+        Err(ProcessorError::TaskNotAlone { .. }) => Ok(true),
+        Err(e) => Err(FedError::Task(format!("tokenising the question: {e}"))),
+    }
+}
+
+/// Row `r`'s text: borrowed from in-memory rows, read back for spilled ones.
+fn text_of(data: VqaRows<'_>, r: usize) -> Result<RowText<'_>> {
+    let text = match data {
+        VqaRows::Spilled(rows) => rows.text(r)?.map(RowText::from),
+        rows => rows.row(r).map(RowText::from),
+    };
+    text.ok_or_else(|| FedError::Task(format!("row {r} is past the data's {}", data.len())))
+}
+
+/// Row `r`'s own encoded image and its content.
+fn own_image(data: VqaRows<'_>, r: usize) -> Result<(EncodedBytes, Cow<'_, [u8]>)> {
+    let missing = || FedError::Task(format!("row {r} is past the data's {}", data.len()));
+    match data {
+        VqaRows::Spilled(rows) => {
+            let stored = rows.image(r).ok_or_else(missing)?;
+            let content = stored.bytes()?.into_owned();
+            Ok((stored, Cow::Owned(content)))
+        }
+        rows => {
+            let bytes = rows.row(r).ok_or_else(missing)?.image_bytes();
+            Ok((EncodedBytes::Memory(Arc::from(bytes)), Cow::Borrowed(bytes)))
+        }
+    }
+}
+
 /// The prompt and label ids of a row, already cut to `config`'s lengths (as the sample will
 /// cut them: long RLAIF-V answers are not held whole for every row while preparing); `None`
 /// when the question holds a task token.
@@ -98,12 +145,13 @@ impl RlaifData {
         data: impl Into<VqaRows<'a>>,
         processor: &Florence2Processor,
     ) -> Result<Self> {
-        Self::prepare_with_images(config, data, processor, |_, _| Ok(None))
+        Self::prepare_with_images(config, data, processor, |_| Ok(None))
     }
 
-    /// [`Self::prepare`] where `images(row, sample)` may say where row `row`'s image was
-    /// moved (an [`crate::experiments::vqa::ImageStore`], for rows read with their
-    /// `image_bytes` emptied); `None` keeps the row's bytes in memory.
+    /// [`Self::prepare`] where `images(row)` may say where row `row`'s image was moved (an
+    /// [`crate::experiments::vqa::ImageStore`], for rows read with their `image_bytes`
+    /// emptied); `None` keeps the row's own image (its bytes in memory, or where
+    /// [`SpilledRows`](super::SpilledRows) put it).
     ///
     /// # Errors
     /// As [`Self::prepare`], and the errors of `images`.
@@ -111,7 +159,7 @@ impl RlaifData {
         config: &RlaifConfig,
         data: impl Into<VqaRows<'a>>,
         processor: &Florence2Processor,
-        mut images: impl FnMut(usize, VqaRow<'a>) -> Result<Option<EncodedBytes>>,
+        mut images: impl FnMut(usize) -> Result<Option<EncodedBytes>>,
     ) -> Result<Self> {
         config.validate()?;
         let data: VqaRows<'a> = data.into();
@@ -142,31 +190,32 @@ impl RlaifData {
         }
         let clients = partition_by_source_keys(&data.source_keys(), &options)?;
 
-        // Every row some client uses is tokenised; a question holding a task token (`<OCR>`,
-        // ...) cannot be a VQA prompt: its row is skipped and counted.
-        let mut tokens: HashMap<usize, Option<Tokens>> = HashMap::new();
+        // Every row some client uses is looked at; a question holding a task token (`<OCR>`,
+        // ...) cannot be a VQA prompt: its row is skipped and counted. Only a byte a row is
+        // kept here: the rows are tokenised again, one by one, as their samples are made.
+        let mut uses = vec![RowUse::Unused; data.len()];
         for client in &clients {
             for &r in client.train.iter().chain(&client.test) {
-                if tokens.contains_key(&r) {
-                    continue;
-                }
-                let row = data.row(r).ok_or_else(|| {
+                let state = uses.get_mut(r).ok_or_else(|| {
                     FedError::Task(format!("partition names row {r} of {}", data.len()))
                 })?;
-                tokens.insert(
-                    r,
-                    tokenise(processor, config, row.question(), row.answer())?,
-                );
+                if *state == RowUse::Unused {
+                    *state = if has_task_token(processor, &text_of(data, r)?.question)? {
+                        RowUse::TaskToken
+                    } else {
+                        RowUse::Usable
+                    };
+                }
             }
         }
-        let skipped_task_token = tokens.values().filter(|t| t.is_none()).count();
+        let skipped_task_token = uses.iter().filter(|&&u| u == RowUse::TaskToken).count();
 
         // Only the samples some client uses become samples, in first-use order.
         let mut index: HashMap<usize, usize> = HashMap::new();
         let mut used: Vec<usize> = Vec::new();
         let mut local = |rows: &[usize]| -> Vec<usize> {
             rows.iter()
-                .filter(|r| tokens.get(r).is_some_and(Option::is_some))
+                .filter(|&&r| uses[r] == RowUse::Usable)
                 .map(|&r| {
                     *index.entry(r).or_insert_with(|| {
                         used.push(r);
@@ -212,22 +261,15 @@ impl RlaifData {
         let mut samples = Vec::with_capacity(used.len());
         let mut texts = Vec::with_capacity(used.len());
         for (i, &r) in used.iter().enumerate() {
-            let row = data
-                .row(r)
-                .ok_or_else(|| FedError::Task(format!("row {r} is past the data's end")))?;
-            let (prompt, labels) = tokens
-                .remove(&r)
-                .flatten()
-                .ok_or_else(|| FedError::Task(format!("row {r} was not tokenised")))?;
-            let (bytes, content) = match images(r, row)? {
+            let text = text_of(data, r)?;
+            let (prompt, labels) = tokenise(processor, config, &text.question, &text.answer)?
+                .ok_or_else(|| FedError::Task(format!("row {r} lost its prompt")))?;
+            let (bytes, content) = match images(r)? {
                 Some(stored) => {
                     let content = stored.bytes()?.into_owned();
-                    (stored, std::borrow::Cow::Owned(content))
+                    (stored, Cow::Owned(content))
                 }
-                None => (
-                    EncodedBytes::Memory(Arc::from(row.image_bytes())),
-                    std::borrow::Cow::Borrowed(row.image_bytes()),
-                ),
+                None => own_image(data, r)?,
             };
             let sample = VqaSample::encoded(
                 bytes,
@@ -239,18 +281,22 @@ impl RlaifData {
                 config.max_answer_len,
             )?;
             samples.push(sample);
+            let source = data
+                .source(r)
+                .ok_or_else(|| FedError::Task(format!("row {r} has no source")))?
+                .to_string();
             texts.push(if is_test[i] {
                 SampleText {
-                    question: row.question().to_string(),
-                    answer: row.answer().to_string(),
-                    source: row.source().to_string(),
-                    human_answers: row.human_answers().to_vec(),
+                    question: text.question.into_owned(),
+                    answer: text.answer.into_owned(),
+                    source,
+                    human_answers: text.human_answers.into_owned(),
                 }
             } else {
                 SampleText {
                     question: String::new(),
                     answer: String::new(),
-                    source: row.source().to_string(),
+                    source,
                     human_answers: Vec::new(),
                 }
             });

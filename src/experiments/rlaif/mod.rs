@@ -6,6 +6,8 @@
 //! * [`config`]: [`RlaifConfig`], the paper's settings by default.
 //! * [`data`]: [`RlaifData::prepare`], RLAIF-V or OK-VQA rows ([`rows`]) to preprocessed,
 //!   tokenised samples and the clients' split.
+//! * [`spill`]: [`SpilledRows`], rows whose images and text wait in a file as they are read,
+//!   so that memory does not grow with the row count.
 //! * [`pipeline`]: client models, the frozen-prefix cache, and [`run_rule`] (metrics,
 //!   checkpoints, resume, generated answers).
 //! * [`sweep`]: the client ablation (Table 4): one federation per client count and its table.
@@ -17,6 +19,7 @@ pub mod config;
 pub mod data;
 pub mod pipeline;
 pub mod rows;
+pub mod spill;
 pub mod sweep;
 
 pub use answers::{
@@ -31,3 +34,4 @@ pub use pipeline::{
     federation, freeze_base, run_rule,
 };
 pub use rows::{VqaDataset, VqaRow, VqaRows};
+pub use spill::{SpilledRows, SpilledText};

@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use image::DynamicImage;
 
+use super::spill::SpilledRows;
 use crate::data::{DataError, OKVQA_REPO, OkVqa, OkVqaSample, RLAIF_V_REPO, RlaifV, RlaifVSample};
 
 /// Which dataset an experiment runs on.
@@ -68,6 +69,16 @@ pub enum VqaRows<'a> {
     RlaifV(&'a RlaifV),
     /// OK-VQA rows.
     OkVqa(&'a OkVqa),
+    /// Rows of either dataset whose images and text wait in a file (memory does not grow with
+    /// their text); [`Self::row`] does not reach them, [`SpilledRows::text`] and
+    /// [`SpilledRows::image`] do.
+    Spilled(&'a SpilledRows),
+}
+
+impl<'a> From<&'a SpilledRows> for VqaRows<'a> {
+    fn from(rows: &'a SpilledRows) -> Self {
+        Self::Spilled(rows)
+    }
 }
 
 impl<'a> From<&'a RlaifV> for VqaRows<'a> {
@@ -88,6 +99,7 @@ impl<'a> VqaRows<'a> {
         match self {
             Self::RlaifV(_) => VqaDataset::RlaifV,
             Self::OkVqa(_) => VqaDataset::OkVqa,
+            Self::Spilled(rows) => rows.dataset(),
         }
     }
 
@@ -96,6 +108,7 @@ impl<'a> VqaRows<'a> {
         match self {
             Self::RlaifV(rows) => rows.len(),
             Self::OkVqa(rows) => rows.len(),
+            Self::Spilled(rows) => rows.len(),
         }
     }
 
@@ -109,14 +122,25 @@ impl<'a> VqaRows<'a> {
         match self {
             Self::RlaifV(rows) => rows.source_keys(),
             Self::OkVqa(rows) => rows.source_keys(),
+            Self::Spilled(rows) => rows.source_keys(),
         }
     }
 
-    /// Row `index`, `None` past the end.
+    /// Row `index`'s client key, `None` past the end.
+    pub fn source(self, index: usize) -> Option<&'a str> {
+        match self {
+            Self::Spilled(rows) => rows.source(index),
+            _ => self.row(index).map(VqaRow::source),
+        }
+    }
+
+    /// Row `index`, `None` past the end, and always for [`Self::Spilled`] rows (which are
+    /// not in memory).
     pub fn row(self, index: usize) -> Option<VqaRow<'a>> {
         match self {
             Self::RlaifV(rows) => rows.samples().get(index).map(VqaRow::RlaifV),
             Self::OkVqa(rows) => rows.samples().get(index).map(VqaRow::OkVqa),
+            Self::Spilled(_) => None,
         }
     }
 }

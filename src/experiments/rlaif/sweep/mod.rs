@@ -122,10 +122,9 @@ pub fn run_clients_sweep<B: AutodiffBackend>(
             clients,
             ..inputs.config.clone()
         };
-        let data =
-            RlaifData::prepare_with_images(&config, inputs.rows, inputs.processor, |r, _| {
-                Ok(inputs.images.get(r).cloned())
-            })?;
+        let data = RlaifData::prepare_with_images(&config, inputs.rows, inputs.processor, |r| {
+            Ok(inputs.images.get(r).cloned())
+        })?;
         let cache = cache(&config, &data)?;
         let dir = inputs.out_dir.map(|d| d.join(sweep_dir_name(clients)));
         if let Some(dir) = &dir {
