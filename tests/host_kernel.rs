@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use burn::backend::{Autodiff, Flex};
+use burn::module::AutodiffModule;
 use fedvlm::data::{Cifar10, Cifar10Split};
 use fedvlm::experiments::cifar10::{
     Cifar10Config, ClientSplit, CohortKernel, RunInputs, build_cache, federation, load_backbone,
@@ -97,6 +98,57 @@ fn host_scores_equal_the_tensor_path_for_trained_adapters() {
         assert!(
             b.iter().any(|v| v.abs() > 1e-4),
             "{sharing}: B is still zero"
+        );
+    }
+}
+
+#[test]
+fn a_client_row_past_the_dataset_is_a_typed_error_on_both_kernels() {
+    let config = Cifar10Config {
+        width_mult: 0.25,
+        clients: 2,
+        shards: 4,
+        rounds: 1,
+        local_epochs: 1,
+        batch_size: 8,
+        image_size: 32,
+        global_eval_every: 0,
+        ..Cifar10Config::default()
+    };
+    let device = Default::default();
+    let data = Arc::new(Cifar10::from_splits(images(40, 1), images(20, 2)).unwrap());
+    let backbone = load_backbone::<B>(&config, None, &device).unwrap();
+    let cache = Arc::new(build_cache(&config, &data, &backbone, false, &device).unwrap());
+    // A split made for a larger dataset: client 1's test rows run past the 20 test images.
+    let split = ClientSplit {
+        train: vec![(0..20).collect(), (20..40).collect()],
+        test: vec![(0..10).collect(), (15..25).collect()],
+        global_test: (0..20).collect(),
+        classes: vec![(0..10).collect(); 2],
+    };
+    let inputs = RunInputs {
+        config: &config,
+        data,
+        split: &split,
+        backbone: &backbone,
+        cache: Some(cache),
+        out_dir: None,
+        resume: false,
+        progress: false,
+        device,
+    };
+    for kernel in [CohortKernel::Host, CohortKernel::Tensor] {
+        let fed = federation(&inputs, Sharing::PLora).unwrap();
+        let mut task = fed.task;
+        task.set_cohort_kernel(kernel);
+        let model = fed.models[1].clone().valid();
+        assert!(task.evaluate(&model, 1, Split::Test, &[0, 1, 2]).is_ok());
+        let error = task
+            .evaluate(&model, 1, Split::Test, &[4, 5, 6])
+            .expect_err("rows 20 and 21 are past the test split");
+        assert!(
+            error.to_string().contains("20"),
+            "{kernel:?}: the error names the row: {error}"
         );
     }
 }

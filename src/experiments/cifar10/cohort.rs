@@ -343,19 +343,18 @@ impl<B: AutodiffBackend> CifarTask<B> {
         let mut drawn = vec![0usize; n];
         for (c, batch) in rows.iter().enumerate() {
             let client = sorted[c].client;
-            let dataset_rows = match self.train_rows(client, batch) {
-                Ok(r) => r,
+            let rows_and_labels = self
+                .train_rows(client, batch)
+                .and_then(|rows| self.train_targets(&rows).map(|labels| (rows, labels)));
+            let (dataset_rows, labels) = match rows_and_labels {
+                Ok(pair) => pair,
                 Err(error) => {
                     failures[c].get_or_insert(error);
                     continue;
                 }
             };
             let weight = 1.0 / batch.len() as f32;
-            for (i, (&row, label)) in dataset_rows
-                .iter()
-                .zip(self.train_targets(&dataset_rows))
-                .enumerate()
-            {
+            for (i, (&row, label)) in dataset_rows.iter().zip(labels).enumerate() {
                 let at = c * w + i;
                 index[at] = row as i64;
                 weights[at] = weight;

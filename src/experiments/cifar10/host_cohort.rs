@@ -136,7 +136,7 @@ impl<B: AutodiffBackend> CifarTask<B> {
             if let Some(&bad) = rows.iter().find(|&&r| r >= rows_cached) {
                 return Err(FedError::Task(format!("image {bad} is not in the cache")));
             }
-            let labels = self.train_targets(&rows);
+            let labels = self.train_targets(&rows)?;
             batches.push((rows, labels));
         }
         let layer = adapter(member.model).ok_or_else(|| not_cohort(client))?;

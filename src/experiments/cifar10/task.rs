@@ -148,7 +148,7 @@ impl<B: Backend> CifarTask<B> {
     }
 
     /// Labels of training rows.
-    pub(super) fn train_targets(&self, rows: &[usize]) -> Vec<usize> {
+    pub(super) fn train_targets(&self, rows: &[usize]) -> Result<Vec<usize>> {
         self.targets(Split::Train, rows)
     }
 
@@ -161,12 +161,23 @@ impl<B: Backend> CifarTask<B> {
         dataset_rows(split_rows, client, split, batch)
     }
 
-    fn targets(&self, split: Split, rows: &[usize]) -> Vec<usize> {
+    /// Labels of dataset rows `rows` of `split`; a row past the dataset (a client split made
+    /// for another dataset) is an error naming it.
+    fn targets(&self, split: Split, rows: &[usize]) -> Result<Vec<usize>> {
         let labels = match split {
             Split::Train => &self.train_labels,
             Split::Test | Split::GlobalTest => &self.test_labels,
         };
-        rows.iter().map(|&r| labels[r]).collect()
+        rows.iter()
+            .map(|&r| {
+                labels.get(r).copied().ok_or_else(|| {
+                    crate::FedError::Task(format!(
+                        "image {r} of the {split:?} split is past the dataset's {} images",
+                        labels.len()
+                    ))
+                })
+            })
+            .collect()
     }
 
     /// Logits of `model` for images `rows` of `split` (on the model's backend `M`).
@@ -247,7 +258,7 @@ impl<B: AutodiffBackend> FederatedTask<B> for CifarTask<B> {
     fn loss(&self, model: &Self::Model, client: usize, batch: &[usize]) -> Result<Tensor<B, 1>> {
         let rows = self.rows(client, Split::Train, batch)?;
         let logits = self.logits(model, client, Split::Train, &rows, true, &self.device)?;
-        let targets = label_tensor::<B>(&self.targets(Split::Train, &rows), &self.device);
+        let targets = label_tensor::<B>(&self.targets(Split::Train, &rows)?, &self.device);
         Ok(CrossEntropyLossConfig::new()
             .init(&self.device)
             .forward(logits, targets))
@@ -270,12 +281,12 @@ impl<B: AutodiffBackend> FederatedTask<B> for CifarTask<B> {
         if let (true, Some(cache)) = (self.host_cohorts(), self.cache()) {
             let arrays = cache.split_arrays(split);
             let dims = (cache.feature_dim, cache.hidden_dim);
-            let targets = self.targets(split, &rows);
+            let targets = self.targets(split, &rows)?;
             if let Some(scores) = score(model, arrays, dims, &rows, targets)? {
                 return Ok(scores);
             }
         }
         let logits = self.logits(model, client, split, &rows, false, &self.device)?;
-        EvalBatch::from_logits(logits, self.targets(split, &rows))
+        EvalBatch::from_logits(logits, self.targets(split, &rows)?)
     }
 }
