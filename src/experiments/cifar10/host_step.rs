@@ -6,8 +6,10 @@
 //! backward pass, and the member's tensors and gradients (a few tens of KiB) in L2, so a step is
 //! a few passes over cached memory instead of ~20 element-wise tensor ops over `[C, 32, hidden]`
 //! arrays. The loops are written so the compiler vectorises them (fixed-width accumulators for
-//! the dot products) and compiled for AVX2/FMA where the CPU has it ([`pulp`]'s runtime
-//! dispatch).
+//! the dot products). They run inside [`pulp`]'s runtime dispatch, but through a closure, which
+//! `dispatch` calls by a `FnOnce` shim that is not inlined: the loops are compiled for the
+//! target's baseline (SSE2 on `x86_64`). Compiling them for AVX-512 was measured and did not
+//! change the round time (BENCHMARKS.md).
 //!
 //! Layouts, row-major: `a` `[rank, in]` (as the adapter holds it), `bt` `[rank, hidden]` (the
 //! adapter's `B` transposed), `wt` `[classes, hidden]` (the head's weight transposed), `bias`
