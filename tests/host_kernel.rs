@@ -11,6 +11,7 @@ use fedvlm::experiments::cifar10::{
     Cifar10Config, ClientSplit, CohortKernel, RunInputs, build_cache, federation, load_backbone,
 };
 use fedvlm::federated::{CohortMode, FederatedTask, Split};
+use fedvlm::models::MobileNetV3;
 use fedvlm::{Sharing, Simulation};
 use rand::{RngExt, SeedableRng, rngs::ChaCha8Rng};
 
@@ -21,6 +22,29 @@ fn images(n: usize, seed: u64) -> Cifar10Split {
     let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
     let images = (0..n * 3072).map(|_| rng.random_range(0..=255u8)).collect();
     Cifar10Split { images, labels }
+}
+
+/// In-memory run inputs over `data`, with its frozen-prefix cache built; nothing written.
+fn cached_inputs<'a>(
+    config: &'a Cifar10Config,
+    data: Cifar10,
+    split: &'a ClientSplit,
+    backbone: &'a MobileNetV3<B>,
+) -> RunInputs<'a, B> {
+    let device = Default::default();
+    let data = Arc::new(data);
+    let cache = Arc::new(build_cache(config, &data, backbone, false, &device).unwrap());
+    RunInputs {
+        config,
+        data,
+        split,
+        backbone,
+        cache: Some(cache),
+        out_dir: None,
+        resume: false,
+        progress: false,
+        device,
+    }
 }
 
 #[test]
@@ -38,27 +62,15 @@ fn host_scores_equal_the_tensor_path_for_trained_adapters() {
         cohort: CohortMode::Auto,
         ..Cifar10Config::default()
     };
-    let device = Default::default();
-    let data = Arc::new(Cifar10::from_splits(images(90, 1), images(40, 2)).unwrap());
-    let backbone = load_backbone::<B>(&config, None, &device).unwrap();
-    let cache = Arc::new(build_cache(&config, &data, &backbone, false, &device).unwrap());
+    let data = Cifar10::from_splits(images(90, 1), images(40, 2)).unwrap();
+    let backbone = load_backbone::<B>(&config, None, &Default::default()).unwrap();
     let split = ClientSplit {
         train: (0..3).map(|k| (k * 30..(k + 1) * 30).collect()).collect(),
         test: (0..3).map(|k| (k * 5..k * 5 + 25).collect()).collect(),
         global_test: (0..40).collect(),
         classes: vec![(0..10).collect(); 3],
     };
-    let inputs = RunInputs {
-        config: &config,
-        data,
-        split: &split,
-        backbone: &backbone,
-        cache: Some(cache),
-        out_dir: None,
-        resume: false,
-        progress: false,
-        device,
-    };
+    let inputs = cached_inputs(&config, data, &split, &backbone);
     for sharing in [Sharing::PLora, Sharing::FfaLora] {
         let fed = federation(&inputs, sharing).unwrap();
         let strategy = config.build_strategy(fed.privacy_delta()).unwrap();
@@ -115,10 +127,8 @@ fn a_client_row_past_the_dataset_is_a_typed_error_on_both_kernels() {
         global_eval_every: 0,
         ..Cifar10Config::default()
     };
-    let device = Default::default();
-    let data = Arc::new(Cifar10::from_splits(images(40, 1), images(20, 2)).unwrap());
-    let backbone = load_backbone::<B>(&config, None, &device).unwrap();
-    let cache = Arc::new(build_cache(&config, &data, &backbone, false, &device).unwrap());
+    let data = Cifar10::from_splits(images(40, 1), images(20, 2)).unwrap();
+    let backbone = load_backbone::<B>(&config, None, &Default::default()).unwrap();
     // A split made for a larger dataset: client 1's test rows run past the 20 test images.
     let split = ClientSplit {
         train: vec![(0..20).collect(), (20..40).collect()],
@@ -126,17 +136,7 @@ fn a_client_row_past_the_dataset_is_a_typed_error_on_both_kernels() {
         global_test: (0..20).collect(),
         classes: vec![(0..10).collect(); 2],
     };
-    let inputs = RunInputs {
-        config: &config,
-        data,
-        split: &split,
-        backbone: &backbone,
-        cache: Some(cache),
-        out_dir: None,
-        resume: false,
-        progress: false,
-        device,
-    };
+    let inputs = cached_inputs(&config, data, &split, &backbone);
     for kernel in [CohortKernel::Host, CohortKernel::Tensor] {
         let fed = federation(&inputs, Sharing::PLora).unwrap();
         let mut task = fed.task;

@@ -14,7 +14,7 @@ use super::clients::ClientSplit;
 use super::host_cohort::CohortKernel;
 use super::host_eval::score;
 use crate::data::{Cifar10, ImageTransform, to_tensor_batch};
-use crate::error::Result;
+use crate::error::{FedError, Result};
 use crate::federated::{CohortTrainer, EvalBatch, FederatedTask, Split, dataset_rows};
 use crate::models::MobileNetV3;
 use crate::models::mobilenet_v3::Dense;
@@ -131,9 +131,9 @@ impl<B: Backend> CifarTask<B> {
     /// Every cached training row's features `[N, in]` and frozen product `[N, hidden]` on the
     /// device (uploaded once, at the first call).
     pub(super) fn device_rows(&self) -> Result<(Tensor<B, 2>, Tensor<B, 2>)> {
-        let cache = self.cache().ok_or_else(|| {
-            crate::FedError::Task("the task does not train from the cache".into())
-        })?;
+        let cache = self
+            .cache()
+            .ok_or_else(|| FedError::Task("the task does not train from the cache".into()))?;
         if let Some(rows) = self.device_rows.get() {
             return Ok(rows.clone());
         }
@@ -171,7 +171,7 @@ impl<B: Backend> CifarTask<B> {
         rows.iter()
             .map(|&r| {
                 labels.get(r).copied().ok_or_else(|| {
-                    crate::FedError::Task(format!(
+                    FedError::Task(format!(
                         "image {r} of the {split:?} split is past the dataset's {} images",
                         labels.len()
                     ))
