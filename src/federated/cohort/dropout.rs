@@ -4,13 +4,11 @@
 //! trains, and every dropout layer then draws one Bernoulli sample per element of its input
 //! from that generator, in the order the layers run. On burn's `Flex` CPU backend that
 //! generator is a `StdRng` seeded with `seed_from_u64` and a Bernoulli sample is one `u64`
-//! draw; [`DropoutStream`] is that generator, held per client, so a cohort reproduces every
-//! client's masks exactly. On other backends the masks are different (the backends' own
+//! draw; [`DropoutStream`] is that generator's key stream, held per client, so a cohort
+//! reproduces every client's masks exactly. On other backends the masks are different (the backends' own
 //! generators), but drawn from the same distribution and just as reproducible.
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-
+use super::keystream::KeyStream;
 use crate::seed::mix_seed;
 
 /// `rand`'s `Bernoulli::new(p)` threshold: a draw `v` is `true` when `v < (p * 2^64) as u64`
@@ -29,9 +27,7 @@ fn bernoulli_threshold(p: f64) -> Option<u64> {
 /// One client's stream of dropout masks for one round.
 #[derive(Debug)]
 pub struct DropoutStream {
-    rng: StdRng,
-    /// Key stream of the current fill, 8 bytes per element.
-    bytes: Vec<u8>,
+    words: KeyStream,
 }
 
 impl DropoutStream {
@@ -44,8 +40,7 @@ impl DropoutStream {
     /// A stream seeded with `seed` as burn's `Flex` backend seeds its generator.
     pub fn new(seed: u64) -> Self {
         Self {
-            rng: StdRng::seed_from_u64(seed),
-            bytes: Vec::new(),
+            words: KeyStream::new(seed),
         }
     }
 
@@ -69,26 +64,15 @@ impl DropoutStream {
             out.fill(scale);
             return;
         }
-        // `Bernoulli::sample` draws one `u64` per element, and the generator's `u64`s are its
-        // little-endian key stream 8 bytes at a time: drawing the whole stream at once and
-        // comparing without branches gives the same mask several times faster.
-        self.bytes.resize(out.len() * 8, 0);
-        self.rng.fill_bytes(&mut self.bytes);
-        for (value, word) in out.iter_mut().zip(self.bytes.chunks_exact(8)) {
-            let mut le = [0u8; 8];
-            le.copy_from_slice(word);
-            *value = if u64::from_le_bytes(le) < threshold {
-                scale
-            } else {
-                0.0
-            };
-        }
+        // `Bernoulli::sample` draws one `u64` per element and keeps it below the threshold.
+        self.words.fill_below(out, threshold, scale);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use rand::distr::{Bernoulli, Distribution};
+    use rand::{SeedableRng, rngs::StdRng};
 
     use super::*;
 

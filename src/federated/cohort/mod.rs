@@ -25,6 +25,7 @@
 
 mod dropout;
 mod host;
+mod keystream;
 mod optimizer;
 mod round;
 pub mod schedule;
