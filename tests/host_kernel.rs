@@ -152,3 +152,56 @@ fn a_client_row_past_the_dataset_is_a_typed_error_on_both_kernels() {
         );
     }
 }
+
+#[test]
+fn a_client_training_on_rows_past_the_dataset_fails_alone_on_every_path() {
+    let base = Cifar10Config {
+        width_mult: 0.25,
+        clients: 2,
+        shards: 4,
+        rounds: 1,
+        local_epochs: 1,
+        batch_size: 8,
+        image_size: 32,
+        global_eval_every: 0,
+        ..Cifar10Config::default()
+    };
+    let data = Cifar10::from_splits(images(40, 1), images(20, 2)).unwrap();
+    let backbone = load_backbone::<B>(&base, None, &Default::default()).unwrap();
+    // A split made for a larger dataset: client 1's training rows run past the 40 images.
+    let split = ClientSplit {
+        train: vec![(0..20).collect(), (30..50).collect()],
+        test: vec![(0..10).collect(), (10..20).collect()],
+        global_test: (0..20).collect(),
+        classes: vec![(0..10).collect(); 2],
+    };
+    let paths = [
+        (CohortMode::Auto, CohortKernel::Host),
+        (CohortMode::Auto, CohortKernel::Tensor),
+        (CohortMode::Off, CohortKernel::Auto),
+    ];
+    for (cohort, kernel) in paths {
+        let config = Cifar10Config {
+            cohort,
+            ..base.clone()
+        };
+        let inputs = cached_inputs(&config, data.clone(), &split, &backbone);
+        let fed = federation(&inputs, Sharing::PLora).unwrap();
+        let strategy = config.build_strategy(fed.privacy_delta()).unwrap();
+        let mut task = fed.task;
+        task.set_cohort_kernel(kernel);
+        let mut sim = Simulation::new(fed.config, fed.spec, task, strategy, fed.models).unwrap();
+        let reports = sim.run(|_, _| Ok(())).unwrap();
+        let round = reports.iter().find(|r| r.round == 1).expect("round 1 ran");
+        let failed: Vec<usize> = round.failed.iter().map(|r| r.client).collect();
+        assert_eq!(failed, [1], "{cohort:?} {kernel:?}: {:?}", round.failed);
+        let reason = &round.failed[0].reason;
+        assert!(
+            reason.contains("40"),
+            "{cohort:?} {kernel:?}: the reason names the first row past the data: {reason}"
+        );
+        // Client 0 trained and was aggregated: the shared B moved off zero.
+        let b = &sim.client(0).unwrap().state().tensors["classifier.0.lora_b"].values;
+        assert!(b.iter().any(|v| v.abs() > 1e-6), "{cohort:?} {kernel:?}");
+    }
+}

@@ -111,7 +111,7 @@ impl<B: Backend> CifarTask<B> {
         match self.cohort_kernel {
             CohortKernel::Host => true,
             CohortKernel::Tensor => false,
-            CohortKernel::Auto => B::name(&self.device).contains("flex"),
+            CohortKernel::Auto => B::name(&self.device).to_lowercase().contains("flex"),
         }
     }
 
