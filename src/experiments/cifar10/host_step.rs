@@ -6,10 +6,9 @@
 //! backward pass, and the member's tensors and gradients (a few tens of KiB) in L2, so a step is
 //! a few passes over cached memory instead of ~20 element-wise tensor ops over `[C, 32, hidden]`
 //! arrays. The loops are written so the compiler vectorises them (fixed-width accumulators for
-//! the dot products). They run inside [`pulp`]'s runtime dispatch, but through a closure, which
-//! `dispatch` calls by a `FnOnce` shim that is not inlined: the loops are compiled for the
-//! target's baseline (SSE2 on `x86_64`). Compiling them for AVX-512 was measured and did not
-//! change the round time (BENCHMARKS.md).
+//! the dot products). [`step`] runs them compiled for AVX-512 or AVX2 where the CPU has one, and
+//! for the target's baseline elsewhere; without fused multiply-adds, so every build gives the
+//! same bits (tested).
 //!
 //! Layouts, row-major: `a` `[rank, in]` (as the adapter holds it), `bt` `[rank, hidden]` (the
 //! adapter's `B` transposed), `wt` `[classes, hidden]` (the head's weight transposed), `bias`
@@ -118,7 +117,44 @@ pub(super) fn step(
     grads: &mut HostGrads,
     scratch: &mut Scratch,
 ) -> f32 {
-    pulp::Arch::new().dispatch(|| step_rows(shape, params, batch, grads, scratch))
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F, the only feature `step_avx512` is compiled for.
+        return unsafe { step_avx512(shape, params, batch, grads, scratch) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, the only feature `step_avx2` is compiled for.
+        return unsafe { step_avx2(shape, params, batch, grads, scratch) };
+    }
+    step_rows(shape, params, batch, grads, scratch)
+}
+
+/// [`step_rows`] compiled for AVX-512. No fused multiply-adds: the results are those of the
+/// baseline build, bit for bit (the dot products' 16 accumulators fix the summation order).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn step_avx512(
+    shape: &HostShape,
+    params: HostParams<'_>,
+    batch: HostBatch<'_>,
+    grads: &mut HostGrads,
+    scratch: &mut Scratch,
+) -> f32 {
+    step_rows(shape, params, batch, grads, scratch)
+}
+
+/// [`step_rows`] compiled for AVX2 (no fused multiply-adds, as [`step_avx512`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn step_avx2(
+    shape: &HostShape,
+    params: HostParams<'_>,
+    batch: HostBatch<'_>,
+    grads: &mut HostGrads,
+    scratch: &mut Scratch,
+) -> f32 {
+    step_rows(shape, params, batch, grads, scratch)
 }
 
 #[inline(always)]
@@ -387,6 +423,18 @@ mod tests {
             // A second step reuses the gradients' storage: they are cleared, not accumulated.
             let again = step(&shape, host_params, batch, &mut grads, &mut scratch);
             assert_eq!(loss, again);
+            // The build for the CPU's vector extension gives the baseline build's bits.
+            let mut baseline = HostGrads::zeros(&shape);
+            let mut baseline_scratch = Scratch::new(&shape);
+            let baseline_loss = step_rows(
+                &shape,
+                host_params,
+                batch,
+                &mut baseline,
+                &mut baseline_scratch,
+            );
+            assert_eq!(loss.to_bits(), baseline_loss.to_bits());
+            assert_eq!(grads, baseline);
             let what = |name: &str| format!("{name} (dropout {dropout})");
             let want_loss = host(expected.losses.reshape([1, 1, 1]))[0];
             assert!((loss - want_loss).abs() <= 1e-5, "{loss} vs {want_loss}");
