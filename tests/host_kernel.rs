@@ -114,9 +114,9 @@ fn host_scores_equal_the_tensor_path_for_trained_adapters() {
     }
 }
 
-#[test]
-fn a_client_row_past_the_dataset_is_a_typed_error_on_both_kernels() {
-    let config = Cifar10Config {
+/// Two clients, one round of one epoch, on a small backbone.
+fn small_config() -> Cifar10Config {
+    Cifar10Config {
         width_mult: 0.25,
         clients: 2,
         shards: 4,
@@ -126,7 +126,12 @@ fn a_client_row_past_the_dataset_is_a_typed_error_on_both_kernels() {
         image_size: 32,
         global_eval_every: 0,
         ..Cifar10Config::default()
-    };
+    }
+}
+
+#[test]
+fn a_client_row_past_the_dataset_is_a_typed_error_on_both_kernels() {
+    let config = small_config();
     let data = Cifar10::from_splits(images(40, 1), images(20, 2)).unwrap();
     let backbone = load_backbone::<B>(&config, None, &Default::default()).unwrap();
     // A split made for a larger dataset: client 1's test rows run past the 20 test images.
@@ -155,17 +160,7 @@ fn a_client_row_past_the_dataset_is_a_typed_error_on_both_kernels() {
 
 #[test]
 fn a_client_training_on_rows_past_the_dataset_fails_alone_on_every_path() {
-    let base = Cifar10Config {
-        width_mult: 0.25,
-        clients: 2,
-        shards: 4,
-        rounds: 1,
-        local_epochs: 1,
-        batch_size: 8,
-        image_size: 32,
-        global_eval_every: 0,
-        ..Cifar10Config::default()
-    };
+    let base = small_config();
     let data = Cifar10::from_splits(images(40, 1), images(20, 2)).unwrap();
     let backbone = load_backbone::<B>(&base, None, &Default::default()).unwrap();
     // A split made for a larger dataset: client 1's training rows run past the 40 images.

@@ -130,32 +130,27 @@ pub(super) fn step(
     step_rows(shape, params, batch, grads, scratch)
 }
 
-/// [`step_rows`] compiled for AVX-512. No fused multiply-adds: the results are those of the
-/// baseline build, bit for bit (the dot products' 16 accumulators fix the summation order).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn step_avx512(
-    shape: &HostShape,
-    params: HostParams<'_>,
-    batch: HostBatch<'_>,
-    grads: &mut HostGrads,
-    scratch: &mut Scratch,
-) -> f32 {
-    step_rows(shape, params, batch, grads, scratch)
+/// Defines `$name`, [`step_rows`] compiled for `$features`. No fused multiply-adds: the
+/// results are those of the baseline build, bit for bit (the dot products' 16 accumulators fix
+/// the summation order).
+macro_rules! step_for {
+    ($name:ident, $features:literal) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        fn $name(
+            shape: &HostShape,
+            params: HostParams<'_>,
+            batch: HostBatch<'_>,
+            grads: &mut HostGrads,
+            scratch: &mut Scratch,
+        ) -> f32 {
+            step_rows(shape, params, batch, grads, scratch)
+        }
+    };
 }
 
-/// [`step_rows`] compiled for AVX2 (no fused multiply-adds, as [`step_avx512`]).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn step_avx2(
-    shape: &HostShape,
-    params: HostParams<'_>,
-    batch: HostBatch<'_>,
-    grads: &mut HostGrads,
-    scratch: &mut Scratch,
-) -> f32 {
-    step_rows(shape, params, batch, grads, scratch)
-}
+step_for!(step_avx512, "avx512f");
+step_for!(step_avx2, "avx2");
 
 #[inline(always)]
 fn step_rows(
