@@ -93,6 +93,7 @@ fn okvqa_runs_one_federated_round_end_to_end() {
     let test: Vec<usize> = data.split.test.concat();
     assert!(!test.is_empty());
     for (i, text) in data.texts.iter().enumerate() {
+        let text = text.unwrap();
         assert_eq!(text.source, "ok-vqa");
         if !test.contains(&i) {
             assert!(

@@ -69,8 +69,10 @@ fn generated_answers_are_scored_before_fine_tuning_and_after_rounds() {
     let mut data = (*fixture.data).clone();
     for answer in &run.answers {
         let row = data.split.test[answer.client][answer.example];
-        data.texts[row].answer = answer.generated.clone();
-        data.texts[row].human_answers = vec![answer.generated.clone(); 10];
+        let mut text = data.texts.get(row).unwrap();
+        text.answer = answer.generated.clone();
+        text.human_answers = vec![answer.generated.clone(); 10];
+        data.texts.set(row, text).unwrap();
     }
     let inputs = RunInputs {
         data: Arc::new(data),
@@ -98,8 +100,10 @@ fn generated_answers_are_scored_before_fine_tuning_and_after_rounds() {
     for answer in &run.answers {
         assert!(!answer.generated.contains("zebra"));
         let row = data.split.test[answer.client][answer.example];
-        data.texts[row].answer = "zebra".to_string();
-        data.texts[row].human_answers = vec!["zebra".to_string(); 10];
+        let mut text = data.texts.get(row).unwrap();
+        text.answer = "zebra".to_string();
+        text.human_answers = vec!["zebra".to_string(); 10];
+        data.texts.set(row, text).unwrap();
     }
     let inputs = RunInputs {
         data: Arc::new(data),

@@ -333,6 +333,7 @@ fn a_question_with_a_task_token_is_skipped_and_counted() {
     let test: Vec<usize> = data.split.test.concat();
     assert!(!test.is_empty());
     for (i, text) in data.texts.iter().enumerate() {
+        let text = text.unwrap();
         if test.contains(&i) {
             assert!(!text.question.is_empty() && !text.question.contains('<'));
             assert!(!text.answer.is_empty());

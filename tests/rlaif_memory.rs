@@ -5,8 +5,9 @@
 //! tokenising), caches the frozen prefix on disk, and trains one round of one epoch; its peak
 //! RSS (`VmHWM`, printed by the example) differs by less than 25% between the two. (Holding
 //! every row's text until tokenisation, as the reader once did, makes them 31% apart with
-//! these answers in a release build; spilling it, 23%.) A second run over the same output folder
-//! reuses the on-disk cache: it runs no frozen-prefix forward pass.
+//! these answers in a release build; spilling it, 23%; keeping token ids and the test samples'
+//! text in the file too, 4% in a debug build: 66.3 and 69.1 MB.) A second run over the same
+//! output folder reuses the on-disk cache: it runs no frozen-prefix forward pass.
 
 mod common;
 

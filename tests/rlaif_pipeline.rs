@@ -90,12 +90,12 @@ fn data_is_split_by_source_or_centrally_and_preprocessed_at_the_processors_size(
         assert_eq!(data.split.train[k].len() + data.split.test[k].len(), 8);
         assert!(!data.split.test[k].is_empty());
         for &i in data.split.train[k].iter().chain(&data.split.test[k]) {
-            assert_eq!(data.texts[i].source, data.sources[k][0]);
+            assert_eq!(data.texts.get(i).unwrap().source, data.sources[k][0]);
         }
     }
     assert_eq!(data.samples.len(), 16);
     assert!(data.samples.iter().all(|s| s.image_size == WIDE_IMAGE_SIZE));
-    assert!(data.samples.iter().all(|s| s.answer_ids.len() <= 16));
+    assert!(data.samples.iter().all(|s| s.answer_len() <= 16));
 
     let data_dir = tempfile::tempdir().unwrap();
     write_dataset(data_dir.path());

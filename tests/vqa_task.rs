@@ -379,8 +379,7 @@ fn cached_and_uncached_losses_agree() {
     let reference = loss_of(&plain, &model, &rows);
     // Different lengths in the batch: prompts and answers are padded.
     assert!(
-        samples.iter().map(|s| s.prompt_ids.len()).min()
-            < samples.iter().map(|s| s.prompt_ids.len()).max()
+        samples.iter().map(|s| s.prompt_len()).min() < samples.iter().map(|s| s.prompt_len()).max()
     );
 
     let exact = cache_of(&model, &samples, CacheDtype::F32, usize::MAX);
@@ -760,10 +759,7 @@ fn micro_batches_take_the_whole_batch_s_step_weighted_by_answer_tokens() {
     let _guard = serial();
     // The answers of a batch differ in length, so counting every micro-batch's mean loss by
     // its examples instead of its answer tokens is a different step.
-    let lengths: Vec<usize> = synthetic(12, 9)
-        .iter()
-        .map(|s| s.answer_ids.len())
-        .collect();
+    let lengths: Vec<usize> = synthetic(12, 9).iter().map(|s| s.answer_len()).collect();
     assert!(lengths[..4].iter().any(|&l| l != lengths[0]), "{lengths:?}");
     let same = |t: VqaTask<B>| t;
     for cached in [false, true] {

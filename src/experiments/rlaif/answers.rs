@@ -171,10 +171,14 @@ pub fn evaluate_answers<B: AutodiffBackend, S: Strategy>(
             .iter()
             .zip(rows)
             .map(|(text, row)| {
-                let sample = &inputs.data.texts[row];
-                AnswerScore::new(text, &sample.answer, &sample.human_answers)
+                let sample = inputs.data.texts.get(row)?;
+                Ok(AnswerScore::new(
+                    text,
+                    &sample.answer,
+                    &sample.human_answers,
+                ))
             })
-            .collect();
+            .collect::<Result<_>>()?;
         clients.push(AnswerMetrics::from_scores(&scores).ok());
     }
     let scored: Vec<AnswerMetrics> = clients.iter().flatten().copied().collect();

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use super::config::RlaifConfig;
 use super::rows::VqaRows;
-use super::spill::RowText;
+use super::spill::{RowText, SpilledText};
+use super::texts::{SampleTexts, TextAt};
 use crate::data::{RlaifVPartitionOptions, RlaifVScheme, partition_by_source_keys};
 use crate::error::{FedError, Result};
 use crate::experiments::vqa::{
@@ -15,23 +16,6 @@ use crate::experiments::vqa::{
     truncate_ids,
 };
 use crate::models::florence2::processor::{Florence2Processor, ProcessorError};
-
-/// The question and reference answer of one sample, as text (for the generated-answers file
-/// and the answer-level scores). Only test samples (the ones answers are generated for) keep
-/// their question, answer and human answers; a training-only sample keeps its source and
-/// empty text, so the text held does not grow with the training rows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SampleText {
-    /// The question.
-    pub question: String,
-    /// The chosen (reference) answer.
-    pub answer: String,
-    /// Its source dataset (`origin_dataset`; OK-VQA: [`crate::data::OKVQA_SOURCE`]).
-    pub source: String,
-    /// The human answers the VQA accuracy is computed against (OK-VQA's ten); empty when the
-    /// data set has none (RLAIF-V).
-    pub human_answers: Vec<String>,
-}
 
 /// The experiment's data: only the samples some client uses, tokenised, their images still
 /// encoded, with the clients' split over them.
@@ -41,8 +25,8 @@ pub struct RlaifData {
     /// its encoded image (or where it is stored), decoded when a batch uses it.
     pub samples: Arc<Vec<VqaSample>>,
     /// Their text, in the same order (question and answers for test samples only, see
-    /// [`SampleText`]).
-    pub texts: Vec<SampleText>,
+    /// [`SampleTexts`]).
+    pub texts: SampleTexts,
     /// Per trainer, its train and test samples (one trainer when centralised).
     pub split: VqaSplit,
     /// Per trainer, the source datasets it holds.
@@ -75,6 +59,18 @@ fn has_task_token(processor: &Florence2Processor, question: &str) -> Result<bool
         Ok(_) => Ok(false),
         Err(ProcessorError::TaskNotAlone { .. }) => Ok(true),
         Err(e) => Err(FedError::Task(format!("tokenising the question: {e}"))),
+    }
+}
+
+/// Where row `r`'s text is kept for scoring: where spilled rows put it, else in memory.
+fn text_at(data: VqaRows<'_>, r: usize, text: RowText<'_>) -> Option<TextAt> {
+    match data {
+        VqaRows::Spilled(rows) => rows.text_at(r).map(TextAt::Stored),
+        _ => Some(TextAt::Memory(Arc::new(SpilledText {
+            question: text.question.into_owned(),
+            answer: text.answer.into_owned(),
+            human_answers: text.human_answers.into_owned(),
+        }))),
     }
 }
 
@@ -259,7 +255,7 @@ impl RlaifData {
 
         let preprocessor: Arc<dyn ImagePreprocessor> = Arc::new(processor.clone());
         let mut samples = Vec::with_capacity(used.len());
-        let mut texts = Vec::with_capacity(used.len());
+        let mut texts = SampleTexts::default();
         for (i, &r) in used.iter().enumerate() {
             let text = text_of(data, r)?;
             let (prompt, labels) = tokenise(processor, config, &text.question, &text.answer)?
@@ -271,7 +267,12 @@ impl RlaifData {
                 }
                 None => own_image(data, r)?,
             };
-            let sample = VqaSample::encoded(
+            // A sample whose image is in a store keeps its token ids there too.
+            let store = match &bytes {
+                EncodedBytes::Stored { store, .. } => Some(Arc::clone(store)),
+                EncodedBytes::Memory(_) => None,
+            };
+            let mut sample = VqaSample::encoded(
                 bytes,
                 &content,
                 preprocessor.clone(),
@@ -280,26 +281,19 @@ impl RlaifData {
                 config.max_prompt_len,
                 config.max_answer_len,
             )?;
+            if let Some(store) = &store {
+                sample = sample.with_ids_in(store)?;
+            }
             samples.push(sample);
             let source = data
                 .source(r)
-                .ok_or_else(|| FedError::Task(format!("row {r} has no source")))?
-                .to_string();
-            texts.push(if is_test[i] {
-                SampleText {
-                    question: text.question.into_owned(),
-                    answer: text.answer.into_owned(),
-                    source,
-                    human_answers: text.human_answers.into_owned(),
-                }
+                .ok_or_else(|| FedError::Task(format!("row {r} has no source")))?;
+            let kept = if is_test[i] {
+                text_at(data, r, text)
             } else {
-                SampleText {
-                    question: String::new(),
-                    answer: String::new(),
-                    source,
-                    human_answers: Vec::new(),
-                }
-            });
+                None
+            };
+            texts.push(source, kept)?;
         }
         split.validate(samples.len())?;
         Ok(Self {

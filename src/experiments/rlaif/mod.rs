@@ -8,6 +8,8 @@
 //!   tokenised samples and the clients' split.
 //! * [`spill`]: [`SpilledRows`], rows whose images and text wait in a file as they are read,
 //!   so that memory does not grow with the row count.
+//! * [`texts`]: [`SampleTexts`], each sample's source, and the test samples' question and
+//!   answers where the rows put them.
 //! * [`pipeline`]: client models, the frozen-prefix cache, and [`run_rule`] (metrics,
 //!   checkpoints, resume, generated answers).
 //! * [`sweep`]: the client ablation (Table 4): one federation per client count and its table.
@@ -21,6 +23,7 @@ pub mod pipeline;
 pub mod rows;
 pub mod spill;
 pub mod sweep;
+pub mod texts;
 
 pub use answers::{
     ANSWER_METRICS_FILE, AnswerEvalConfig, AnswerLog, AnswerRoundReport, evaluate_answers,
@@ -28,10 +31,11 @@ pub use answers::{
 };
 pub use central::centralized;
 pub use config::RlaifConfig;
-pub use data::{RlaifData, SampleText};
+pub use data::RlaifData;
 pub use pipeline::{
     ANSWERS_FILE, GeneratedAnswer, RuleRun, RunInputs, build_cache, build_client_models,
     federation, freeze_base, run_rule,
 };
 pub use rows::{VqaDataset, VqaRow, VqaRows};
 pub use spill::{SpilledRows, SpilledText};
+pub use texts::{SampleText, SampleTexts};

@@ -256,13 +256,13 @@ fn generate_answers<B: AutodiffBackend, S: crate::strategy::Strategy>(
         let examples: Vec<usize> = (0..texts.len()).collect();
         let rows = sim.task().rows(client, Split::Test, &examples)?;
         for ((example, row), generated) in examples.into_iter().zip(rows).zip(texts) {
-            let text = &inputs.data.texts[row];
+            let text = inputs.data.texts.get(row)?;
             answers.push(GeneratedAnswer {
                 client,
                 example,
-                source: text.source.clone(),
-                question: text.question.clone(),
-                reference: text.answer.clone(),
+                source: text.source,
+                question: text.question,
+                reference: text.answer,
                 generated,
             });
         }

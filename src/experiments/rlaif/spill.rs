@@ -2,8 +2,8 @@
 //! answer, human answers) go to an [`ImageStore`] file, and memory keeps a fixed 32 bytes a
 //! row (where its image and text are, and its source). Reading a dataset this way costs
 //! memory for the read's own buffers only, whatever its row count; the text of a row is read
-//! back when [`RlaifData::prepare`](super::RlaifData::prepare) tokenises it, and kept only for
-//! test samples.
+//! back when [`RlaifData::prepare`](super::RlaifData::prepare) tokenises it; test samples
+//! keep where it is ([`SampleTexts`](super::SampleTexts)) and read it back when scored.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -127,19 +127,23 @@ impl SpilledRows {
         })
     }
 
+    /// Where row `index`'s text record is in the store, `None` past the end.
+    pub(super) fn text_at(&self, index: usize) -> Option<EncodedBytes> {
+        self.rows.get(index).map(|r| EncodedBytes::Stored {
+            store: Arc::clone(&self.store),
+            offset: r.text_offset,
+            len: r.text_len as usize,
+        })
+    }
+
     /// Row `index`'s text, read back from the store; `Ok(None)` past the end.
     ///
     /// # Errors
     /// [`FedError::Io`] when the store cannot be read, [`FedError::Task`] when what it
     /// holds there is not a text record.
     pub fn text(&self, index: usize) -> Result<Option<SpilledText>> {
-        let Some(r) = self.rows.get(index) else {
+        let Some(stored) = self.text_at(index) else {
             return Ok(None);
-        };
-        let stored = EncodedBytes::Stored {
-            store: Arc::clone(&self.store),
-            offset: r.text_offset,
-            len: r.text_len as usize,
         };
         decode_text(&stored.bytes()?).map(Some).ok_or_else(|| {
             FedError::Task(format!(
@@ -163,14 +167,18 @@ fn place(stored: &EncodedBytes) -> Result<(u64, u32)> {
 /// A row's text as length-prefixed strings: question, answer, the number of human answers,
 /// each human answer (lengths and the count as little-endian `u32`).
 fn encode_text(row: VqaRow<'_>) -> Vec<u8> {
+    encode_parts(row.question(), row.answer(), row.human_answers())
+}
+
+/// [`encode_text`] from the parts.
+pub(super) fn encode_parts(question: &str, answer: &str, human: &[String]) -> Vec<u8> {
     fn put(out: &mut Vec<u8>, s: &str) {
         out.extend_from_slice(&(s.len() as u32).to_le_bytes());
         out.extend_from_slice(s.as_bytes());
     }
-    let human = row.human_answers();
     let mut out = Vec::new();
-    put(&mut out, row.question());
-    put(&mut out, row.answer());
+    put(&mut out, question);
+    put(&mut out, answer);
     out.extend_from_slice(&(human.len() as u32).to_le_bytes());
     for s in human {
         put(&mut out, s);
@@ -194,7 +202,7 @@ fn take_string(rest: &mut &[u8]) -> Option<String> {
 }
 
 /// The inverse of [`encode_text`]; `None` for bytes it did not write.
-fn decode_text(bytes: &[u8]) -> Option<SpilledText> {
+pub(super) fn decode_text(bytes: &[u8]) -> Option<SpilledText> {
     let mut rest = bytes;
     let question = take_string(&mut rest)?;
     let answer = take_string(&mut rest)?;

@@ -5,6 +5,8 @@
 //!   `<s> answer </s>` labels) and padded batches, with transformers' `shift_tokens_right`.
 //! * [`loss`]: teacher-forced cross-entropy over answer tokens (the paper's equation 1) and the
 //!   token-level scores.
+//! * [`ids`]: where a sample's token ids live (in memory, or in the image's file) until a
+//!   batch reads them.
 //! * [`image`]: where a sample's image lives (encoded, in memory or in a file) until a batch
 //!   decodes and preprocesses it.
 //! * [`cache`]: the frozen-prefix cache (the last decoder layer's inputs, computed once; in
@@ -14,6 +16,7 @@
 
 pub mod cache;
 pub mod cohort;
+pub mod ids;
 pub mod image;
 pub mod loss;
 pub mod sample;
@@ -24,6 +27,7 @@ pub use cache::{
     PrefixBatch, PrefixEntry, check_cacheable, prefix_forward_passes,
 };
 pub use cohort::{VQA_COHORT_MEMORY_BUDGET, VQA_CPU_COHORT_SIZE};
+pub use ids::{SampleIds, TokenIds};
 pub use image::{EncodedBytes, ImagePreprocessor, ImageStore, SampleImage};
 pub use loss::{masked_cross_entropy, score_tokens, token_nll};
 pub use sample::{BOS_ID, IGNORE_INDEX, VqaBatch, VqaSample, shift_tokens_right, truncate_ids};

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use burn::prelude::*;
 use burn::tensor::TensorData;
 
-use super::image::{EncodedBytes, ImagePreprocessor, SampleImage, digest16};
+use super::ids::{SampleIds, TokenIds};
+use super::image::{EncodedBytes, ImagePreprocessor, ImageStore, SampleImage, digest16};
 
 use crate::error::{FedError, Result};
 use crate::models::florence2::processor::Florence2Processor;
@@ -33,17 +34,16 @@ pub const DECODER_START_ID: u32 = 2;
 pub const BOS_ID: u32 = 0;
 
 /// One example: an image (preprocessed, or encoded and preprocessed when a batch needs it),
-/// the prompt's ids and the answer's label ids.
+/// the prompt's ids and the answer's label ids (in memory, or in the image's store, read
+/// back when a batch needs them: see [`SampleIds`]).
 #[derive(Debug, Clone)]
 pub struct VqaSample {
     /// The image; see [`SampleImage::pixels`].
     pub image: SampleImage,
     /// Side of the (square) preprocessed image.
     pub image_size: usize,
-    /// Encoder text ids: `<s> question </s>`.
-    pub prompt_ids: Vec<u32>,
-    /// Labels: `<s> answer </s>`.
-    pub answer_ids: Vec<u32>,
+    /// Encoder text ids `<s> question </s>` and labels `<s> answer </s>`.
+    pub ids: SampleIds,
     /// A digest of the image's content (the frozen-prefix cache's sample id).
     pub image_digest: [u8; 16],
 }
@@ -155,10 +155,40 @@ impl VqaSample {
         Ok(Self {
             image,
             image_size,
-            prompt_ids: truncate_ids(prompt_ids, max_prompt)?,
-            answer_ids: truncate_ids(answer_ids, max_answer)?,
+            ids: SampleIds::memory(
+                truncate_ids(prompt_ids, max_prompt)?,
+                truncate_ids(answer_ids, max_answer)?,
+            ),
             image_digest,
         })
+    }
+
+    /// The same sample with its token ids moved to `store` (see [`SampleIds::store`]):
+    /// memory then keeps where they are, not the ids.
+    ///
+    /// # Errors
+    /// As [`SampleIds::store`].
+    pub fn with_ids_in(mut self, store: &Arc<ImageStore>) -> Result<Self> {
+        self.ids = self.ids.store(store)?;
+        Ok(self)
+    }
+
+    /// The prompt's and the answer's ids (read back from the store when stored).
+    ///
+    /// # Errors
+    /// [`FedError::Io`] when the store cannot be read.
+    pub fn token_ids(&self) -> Result<Arc<TokenIds>> {
+        self.ids.get()
+    }
+
+    /// Number of prompt ids.
+    pub fn prompt_len(&self) -> usize {
+        self.ids.prompt_len()
+    }
+
+    /// Number of answer (label) ids.
+    pub fn answer_len(&self) -> usize {
+        self.ids.answer_len()
     }
 
     /// Tokenises `question` as the processor makes prompts
@@ -195,9 +225,13 @@ impl VqaSample {
     }
 
     /// The decoder's input: the labels shifted right behind the decoder start token.
-    pub fn decoder_input_ids(&self) -> Vec<u32> {
-        let labels: Vec<i64> = self.answer_ids.iter().map(|&t| t as i64).collect();
-        shift_tokens_right(&labels, PAD_ID, DECODER_START_ID)
+    ///
+    /// # Errors
+    /// As [`VqaSample::token_ids`].
+    pub fn decoder_input_ids(&self) -> Result<Vec<u32>> {
+        let ids = self.token_ids()?;
+        let labels: Vec<i64> = ids.answer.iter().map(|&t| t as i64).collect();
+        Ok(shift_tokens_right(&labels, PAD_ID, DECODER_START_ID))
     }
 }
 
@@ -262,11 +296,26 @@ pub struct VqaBatch<B: Backend> {
 }
 
 /// The decoder inputs `[N, T]` and labels `[N, T]` of `samples`.
+///
+/// # Errors
+/// As [`VqaSample::token_ids`].
 pub fn decoder_tensors<B: Backend>(
     samples: &[&VqaSample],
     device: &B::Device,
+) -> Result<(Tensor<B, 2, Int>, Tensor<B, 2, Int>)> {
+    let ids = samples
+        .iter()
+        .map(|s| s.token_ids())
+        .collect::<Result<Vec<_>>>()?;
+    Ok(decoder_tensors_of(&ids, device))
+}
+
+/// [`decoder_tensors`] from ids already read.
+fn decoder_tensors_of<B: Backend>(
+    ids: &[Arc<TokenIds>],
+    device: &B::Device,
 ) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>) {
-    let rows: Vec<&[u32]> = samples.iter().map(|s| s.answer_ids.as_slice()).collect();
+    let rows: Vec<&[u32]> = ids.iter().map(|s| s.answer.as_slice()).collect();
     let (labels, shape) = pad_labels(&rows);
     let decoder: Vec<i64> = labels
         .chunks(shape[1].max(1))
@@ -311,9 +360,13 @@ impl<B: Backend> VqaBatch<B> {
             pixels.extend_from_slice(&values);
         }
         let n = samples.len();
-        let prompts: Vec<&[u32]> = samples.iter().map(|s| s.prompt_ids.as_slice()).collect();
+        let tokens = samples
+            .iter()
+            .map(|s| s.token_ids())
+            .collect::<Result<Vec<_>>>()?;
+        let prompts: Vec<&[u32]> = tokens.iter().map(|t| t.prompt.as_slice()).collect();
         let (ids, mask, shape) = pad_ids(&prompts, PAD_ID);
-        let (decoder_input_ids, labels) = decoder_tensors(samples, device);
+        let (decoder_input_ids, labels) = decoder_tensors_of(&tokens, device);
         Ok(Self {
             pixel_values: Tensor::from_data(TensorData::new(pixels, [n, 3, size, size]), device),
             input_ids: Tensor::from_data(TensorData::new(ids, shape), device),

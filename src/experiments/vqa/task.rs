@@ -212,7 +212,7 @@ impl<B: Backend> VqaTask<B> {
             compute_entries(&frozen, &self.picked(&missing), cache.dtype(), device)?
         };
         let batch = cache.stack::<M>(rows, &fresh, device)?;
-        let (_, labels) = decoder_tensors::<M>(&self.picked(rows), device);
+        let (_, labels) = decoder_tensors::<M>(&self.picked(rows), device)?;
         Ok((batch, labels))
     }
 
@@ -292,7 +292,7 @@ impl<B: AutodiffBackend> FederatedTask<B> for VqaTask<B> {
         Ok(self
             .picked(&rows)
             .iter()
-            .map(|s| s.answer_ids.len() as f64)
+            .map(|s| s.answer_len() as f64)
             .sum())
     }
 

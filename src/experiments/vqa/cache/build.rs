@@ -188,7 +188,7 @@ impl FrozenPrefixCache {
         }
         let dir = options.dir.as_path();
         std::fs::create_dir_all(dir).map_err(|e| FedError::io(dir, e))?;
-        let key = CacheKey::new(model, samples, config, options.shard_samples);
+        let key = CacheKey::new(model, samples, config, options.shard_samples)?;
         let mut stats = BuildStats::default();
         let mut manifest = match Manifest::read(dir) {
             Some(found) => match key.mismatch(&found.key) {

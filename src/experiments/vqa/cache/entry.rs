@@ -202,15 +202,15 @@ pub fn compute_entries<B: Backend>(
     )?;
     let [_, s, d] = encoded.hidden.dims();
     let t = prefix.dims()[1];
-    let image_tokens = s - batch_width(samples, |x| x.prompt_ids.len());
+    let image_tokens = s - batch_width(samples, |x| x.prompt_len());
     let encoder = to_f32(encoded.hidden)?;
     let prefix = to_f32(prefix)?;
     Ok(samples
         .iter()
         .enumerate()
         .map(|(i, sample)| {
-            let encoder_len = image_tokens + sample.prompt_ids.len();
-            let decoder_len = sample.answer_ids.len();
+            let encoder_len = image_tokens + sample.prompt_len();
+            let decoder_len = sample.answer_len();
             let enc = encoder[i * s * d..(i * s + encoder_len) * d].to_vec();
             let pre = prefix[i * t * d..(i * t + decoder_len) * d].to_vec();
             PrefixEntry {

@@ -54,13 +54,16 @@ pub struct CacheKey {
 impl CacheKey {
     /// The key of a cache of `samples` computed with `model` (any adapters ignored) under
     /// `config`, in shards of `shard_samples`.
+    ///
+    /// # Errors
+    /// [`crate::FedError::Io`] when a sample's stored token ids cannot be read.
     pub fn new<B: Backend>(
         model: &Florence2<B>,
         samples: &[VqaSample],
         config: &CacheConfig,
         shard_samples: usize,
-    ) -> Self {
-        Self {
+    ) -> Result<Self> {
+        Ok(Self {
             format: FORMAT,
             weights: weights_hash(model),
             precision: config.precision,
@@ -69,11 +72,11 @@ impl CacheKey {
                 CacheDtype::F32 => "f32".into(),
             },
             processor: processor_fingerprint(samples),
-            samples: samples_hash(samples),
+            samples: samples_hash(samples)?,
             num_samples: samples.len(),
             d_model: model.language_model.d_model(),
             shard_samples,
-        }
+        })
     }
 
     /// The first field in which `self` (what a run needs) differs from `found` (what is on
@@ -183,19 +186,20 @@ fn processor_fingerprint(samples: &[VqaSample]) -> String {
         .unwrap_or_else(|| "preprocessed".into())
 }
 
-fn samples_hash(samples: &[VqaSample]) -> String {
+fn samples_hash(samples: &[VqaSample]) -> Result<String> {
     let mut sha = Sha256::new();
     for s in samples {
         sha.update(s.image_digest);
         sha.update((s.image_size as u64).to_le_bytes());
-        for ids in [&s.prompt_ids, &s.answer_ids] {
+        let tokens = s.token_ids()?;
+        for ids in [&tokens.prompt, &tokens.answer] {
             sha.update((ids.len() as u64).to_le_bytes());
             for id in ids.iter() {
                 sha.update(id.to_le_bytes());
             }
         }
     }
-    hex(&sha.finalize())
+    Ok(hex(&sha.finalize()))
 }
 
 /// The cache folder's manifest: the key, and the shards already written with their bytes of

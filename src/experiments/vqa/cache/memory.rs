@@ -52,16 +52,8 @@ impl SampleShape {
         // (pooled) token per last-stage position plus one global token.
         let last_side = image_side / (vision_stride * 8).max(1);
         let image_tokens = last_side * last_side + 1;
-        let prompt = samples
-            .iter()
-            .map(|s| s.prompt_ids.len())
-            .max()
-            .unwrap_or(0);
-        let answer = samples
-            .iter()
-            .map(|s| s.answer_ids.len())
-            .max()
-            .unwrap_or(0);
+        let prompt = samples.iter().map(|s| s.prompt_len()).max().unwrap_or(0);
+        let answer = samples.iter().map(|s| s.answer_len()).max().unwrap_or(0);
         Self {
             image_side,
             vision_dim,

@@ -92,8 +92,9 @@ pub(super) struct ShardIndex {
     /// Absolute byte offsets of the `encoder` and `prefix` data.
     encoder_start: u64,
     prefix_start: u64,
-    /// Per sample: first encoder row, encoder rows, first prefix row, prefix rows.
-    entries: Vec<[usize; 4]>,
+    /// Per sample: first encoder row, encoder rows, first prefix row, prefix rows (16 bytes
+    /// a sample: the indexes of every shard read stay in memory).
+    entries: Vec<[u32; 4]>,
 }
 
 impl ShardIndex {
@@ -191,17 +192,18 @@ pub(super) fn read_index(path: &Path, dtype: CacheDtype, d_model: usize) -> Resu
             ));
         }
     }
-    let (mut s, mut t) = (0, 0);
+    let (mut s, mut t) = (0usize, 0usize);
+    let narrow = |v: usize| u32::try_from(v).map_err(|_| bad(path, "over 2^32 rows"));
     let entries = enc
         .iter()
         .zip(&dec)
         .map(|(&e, &d)| {
-            let row = [s, e, t, d];
+            let row = [narrow(s)?, narrow(e)?, narrow(t)?, narrow(d)?];
             s += e;
             t += d;
-            row
+            Ok(row)
         })
-        .collect();
+        .collect::<Result<Vec<_>>>()?;
     Ok(ShardIndex {
         path: path.to_path_buf(),
         encoder_start: data + encoder.data_offsets[0],
@@ -238,10 +240,11 @@ pub(super) fn read_entry(
     d_model: usize,
 ) -> Result<PrefixEntry> {
     let path = index.path.as_path();
-    let &[s, encoder_len, t, decoder_len] = index
+    let [s, encoder_len, t, decoder_len] = index
         .entries
         .get(k)
-        .ok_or_else(|| bad(path, format!("no sample {k}")))?;
+        .ok_or_else(|| bad(path, format!("no sample {k}")))?
+        .map(|v| v as usize);
     let row = (d_model * dtype.bytes()) as u64;
     let mut file = File::open(path).map_err(|e| FedError::io(path, e))?;
     let encoder = read_at(

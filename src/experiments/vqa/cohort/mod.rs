@@ -61,7 +61,7 @@ impl<B: AutodiffBackend> CohortTrainer<B, Florence2<B>> for VqaTask<B> {
         let t = self
             .samples()
             .iter()
-            .map(|s| s.answer_ids.len())
+            .map(|s| s.answer_len())
             .max()
             .unwrap_or(16);
         // Logits, their log-softmax and gradients over the vocabulary dominate; then the
