@@ -14,7 +14,7 @@ RNG: it means nothing, and a model cannot learn anything useful from it.
 What it writes: `OUT/RLAIF-V-Dataset_000.parquet` ... `RLAIF-V-Dataset_{S-1:03d}.parquet`
 (the names `src/data/rlaif_v/reader.rs` globs: `RLAIF-V-Dataset_*.parquet`), rows dealt to the
 shards in order, written with pyarrow in RLAIF-V's schema as Hugging Face `datasets` stores it
-(the schema `tests/rlaif_v.rs` writes too):
+(the schema `tests/rlaif_v/main.rs` writes too):
 
     ds_name: string, image: struct<bytes: binary, path: string>, question: string,
     chosen: string, rejected: string, origin_dataset: string, origin_split: string,

@@ -126,7 +126,7 @@ fn hostile_cifar10_batches_are_typed_errors() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// RLAIF-V parquet (a shard in RLAIF-V's schema, as `tests/rlaif_v.rs` writes them)
+// RLAIF-V parquet (a shard in RLAIF-V's schema, as `tests/rlaif_v/main.rs` writes them)
 
 const SCHEMA: &str = "
 message schema {
