@@ -5,6 +5,7 @@
 
 mod common;
 use common::mutate::{Mutation, Report, Rng, crc32, random_set, truncations};
+use common::rlaif_shards::RLAIF_V_SCHEMA;
 
 use std::fs::File;
 use std::io::{Cursor, Write};
@@ -126,18 +127,8 @@ fn hostile_cifar10_batches_are_typed_errors() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// RLAIF-V parquet (a shard in RLAIF-V's schema, as `tests/rlaif_v/main.rs` writes them)
-
-const SCHEMA: &str = "
-message schema {
-  optional group image {
-    optional binary bytes;
-    optional binary path (STRING);
-  }
-  optional binary question (STRING);
-  optional binary chosen (STRING);
-  optional binary origin_dataset (STRING);
-}";
+// RLAIF-V parquet (a shard in RLAIF-V's schema, as `tests/rlaif_v/main.rs` writes them;
+// the columns the reader needs: `RLAIF_V_SCHEMA`)
 
 fn encode(img: RgbImage, format: ImageFormat) -> Vec<u8> {
     let mut buf = Vec::new();
@@ -164,7 +155,7 @@ fn write_column(rg: &mut SerializedRowGroupWriter<'_, File>, values: &[Vec<u8>],
 
 /// A shard of two row groups of three rows each (JPEG and PNG images).
 fn write_shard(path: &Path, compression: Compression) {
-    let schema = Arc::new(parse_message_type(SCHEMA).expect("schema"));
+    let schema = Arc::new(parse_message_type(RLAIF_V_SCHEMA).expect("schema"));
     let props = Arc::new(
         WriterProperties::builder()
             .set_compression(compression)

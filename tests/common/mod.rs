@@ -6,6 +6,7 @@ pub mod florence2_wide;
 pub mod mutate;
 pub mod okvqa_parquet;
 pub mod rlaif_shards;
+pub mod vqa_samples;
 
 use std::path::{Path, PathBuf};
 

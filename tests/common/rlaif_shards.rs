@@ -13,7 +13,7 @@ use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter};
 use parquet::schema::parser::parse_message_type;
 
 /// The columns of RLAIF-V that the reader needs, as pyarrow writes them.
-const SCHEMA: &str = "
+pub const RLAIF_V_SCHEMA: &str = "
 message schema {
   optional group image {
     optional binary bytes;
@@ -73,7 +73,7 @@ pub fn write_dataset(dir: &Path) {
             source.to_string(),
         ));
     }
-    let schema = Arc::new(parse_message_type(SCHEMA).expect("schema"));
+    let schema = Arc::new(parse_message_type(RLAIF_V_SCHEMA).expect("schema"));
     let props = Arc::new(WriterProperties::builder().build());
     let path = dir.join("RLAIF-V-Dataset_000.parquet");
     let file = std::fs::File::create(path).expect("create shard");
@@ -121,7 +121,7 @@ pub fn write_rows_with_answers(
     side: u32,
     extra_words: usize,
 ) {
-    let schema = Arc::new(parse_message_type(SCHEMA).expect("schema"));
+    let schema = Arc::new(parse_message_type(RLAIF_V_SCHEMA).expect("schema"));
     let props = Arc::new(WriterProperties::builder().build());
     let path = dir.join("RLAIF-V-Dataset_000.parquet");
     let file = std::fs::File::create(path).expect("create shard");

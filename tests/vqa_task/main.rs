@@ -110,25 +110,7 @@ fn adapted(seed: u64) -> Florence2<B> {
 
 /// Random images and ids of varying lengths (prompts 3..9 tokens, answers 2..8).
 fn synthetic(n: usize, seed: u64) -> Vec<VqaSample> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..n)
-        .map(|_| {
-            let pixels = (0..3 * IMAGE * IMAGE)
-                .map(|_| rng.random_range(-2.0f32..2.0))
-                .collect();
-            let ids = |rng: &mut ChaCha8Rng, len: usize| {
-                let mut v = vec![0u32];
-                v.extend((0..len - 2).map(|_| rng.random_range(3..VOCAB as u32)));
-                v.push(2);
-                v
-            };
-            let len = rng.random_range(3..10);
-            let prompt = ids(&mut rng, len);
-            let len = rng.random_range(2..9);
-            let answer = ids(&mut rng, len);
-            VqaSample::new(pixels, IMAGE, &prompt, &answer, 16, 16).unwrap()
-        })
-        .collect()
+    common::vqa_samples::synthetic_samples(n, seed, IMAGE, VOCAB)
 }
 
 fn split(n_clients: usize, train: usize, test: usize) -> VqaSplit {
