@@ -1,7 +1,7 @@
 //! Rows spilled to a file as they are read ([`SpilledRows`]) prepare into exactly the data
 //! the same rows in memory do: same split, same samples (token ids and image digests), same
 //! texts, same skipped task-token rows; for RLAIF-V and OK-VQA, federated and centralised,
-//! and each image is read back from the store.
+//! and each image and each sample's token ids are read back from the store.
 
 mod common;
 
@@ -12,7 +12,7 @@ use common::okvqa_parquet::write_okvqa_dataset;
 use common::rlaif_shards::write_dataset;
 use fedvlm::data::{OkVqa, OkVqaOptions, RlaifV, RlaifVOptions};
 use fedvlm::experiments::rlaif::{RlaifConfig, RlaifData, SpilledRows, VqaRow, VqaRows};
-use fedvlm::experiments::vqa::{EncodedBytes, ImageStore, SampleImage};
+use fedvlm::experiments::vqa::{EncodedBytes, ImageStore, SampleIds, SampleImage};
 use fedvlm::models::florence2::Florence2Pipeline;
 use fedvlm::models::florence2::processor::Florence2Processor;
 
@@ -62,6 +62,12 @@ fn same_data(rows: VqaRows<'_>, config: &RlaifConfig, processor: &Florence2Proce
     assert_eq!(from_file.samples.len(), memory.samples.len());
     for (a, b) in from_file.samples.iter().zip(memory.samples.iter()) {
         assert_eq!(a.token_ids().unwrap(), b.token_ids().unwrap());
+        // Memory keeps where a spilled sample's ids are, not the ids; in-memory rows keep them.
+        match &a.ids {
+            SampleIds::Stored { store: s, .. } => assert_eq!(s.path(), store.path()),
+            other => panic!("a spilled sample's ids are not in the store: {other:?}"),
+        }
+        assert!(matches!(b.ids, SampleIds::Memory(_)));
         assert_eq!(a.image_digest, b.image_digest);
         assert_eq!(a.image_size, b.image_size);
         match &a.image {

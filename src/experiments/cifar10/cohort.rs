@@ -13,8 +13,8 @@ use super::cohort_step::{StepInputs, StepParams, step};
 use super::task::CifarTask;
 use crate::error::{FedError, Result};
 use crate::federated::cohort::{
-    CohortMember, CohortOptimizer, CohortOutcome, CohortSchedule, CohortTrainer, DropoutStream,
-    ProxTargets, StackedParam, stack_params, unstack_param,
+    CohortMember, CohortOptimizer, CohortOutcome, CohortSchedule, CohortTally, CohortTrainer,
+    DropoutStream, ProxTargets, StackedParam, stack_params, unstack_param,
 };
 use crate::federated::{ClientConfig, FederatedTask, Payload, Split};
 use crate::lora::{Dense, PersonalizedLora};
@@ -145,8 +145,8 @@ impl<B: AutodiffBackend> CohortTrainer<B, MobileNetV3<B>> for CifarTask<B> {
             .iter()
             .map(|m| DropoutStream::for_client(config.seed, round, m.client))
             .collect();
-        let mut sums = vec![(0.0f64, 0usize); sorted.len()];
-        let mut failures: Vec<Option<FedError>> = (0..sorted.len()).map(|_| None).collect();
+        let clients: Vec<usize> = sorted.iter().map(|m| m.client).collect();
+        let mut tally = CohortTally::new(sorted.len());
         for t in 0..schedule.steps() {
             let rows = schedule.rows(t);
             let n = rows.len();
@@ -156,7 +156,7 @@ impl<B: AutodiffBackend> CohortTrainer<B, MobileNetV3<B>> for CifarTask<B> {
                 &rows,
                 &shape,
                 &mut streams,
-                &mut failures,
+                tally.failures_mut(),
             )?;
             let current = StepParams {
                 a: params[0].active(n),
@@ -173,19 +173,7 @@ impl<B: AutodiffBackend> CohortTrainer<B, MobileNetV3<B>> for CifarTask<B> {
                 .convert::<f32>()
                 .into_vec()
                 .map_err(|e| FedError::Task(format!("{e:?}")))?;
-            for (c, (&loss, batch)) in losses.iter().zip(&rows).enumerate() {
-                if failures[c].is_none() && !batch.is_empty() {
-                    if loss.is_finite() {
-                        sums[c].0 += loss as f64 * batch.len() as f64;
-                        sums[c].1 += batch.len();
-                    } else {
-                        failures[c] = Some(FedError::Task(format!(
-                            "client {} round {round}: non-finite training loss {loss}",
-                            sorted[c].client
-                        )));
-                    }
-                }
-            }
+            tally.record(&losses, &rows, &clients, round);
             let all = [grads.a, grads.b, grads.w, grads.bias];
             let mut trained = Vec::new();
             let mut trained_grads = Vec::new();
@@ -202,26 +190,7 @@ impl<B: AutodiffBackend> CohortTrainer<B, MobileNetV3<B>> for CifarTask<B> {
             }
             optimizer.step(&mut trained, trained_grads, n);
         }
-        let mut outcomes: Vec<Option<Result<CohortOutcome<InnerModel<B>>>>> =
-            (0..members.len()).map(|_| None).collect();
-        for (j, member) in sorted.iter().enumerate() {
-            let outcome = match failures[j].take() {
-                Some(error) => Err(error),
-                None => Ok(CohortOutcome {
-                    model: write_back(member.model, &params, j),
-                    train_loss: if sums[j].1 > 0 {
-                        sums[j].0 / sums[j].1 as f64
-                    } else {
-                        0.0
-                    },
-                }),
-            };
-            outcomes[schedule.order[j]] = Some(outcome);
-        }
-        Ok(outcomes
-            .into_iter()
-            .map(|o| o.unwrap_or_else(|| Err(FedError::Task("a member was not trained".into()))))
-            .collect())
+        Ok(tally.outcomes(&schedule.order, |j| write_back(sorted[j].model, &params, j)))
     }
 }
 

@@ -30,6 +30,7 @@ mod optimizer;
 mod round;
 pub mod schedule;
 mod stack;
+mod tally;
 
 use std::collections::HashSet;
 
@@ -42,6 +43,7 @@ pub use host::{HostOptimizer, HostParam, prox_pull};
 pub use optimizer::{CohortOptimizer, StackedParam};
 pub use schedule::{CohortSchedule, StepRows, client_batches, shuffle_epoch};
 pub use stack::{ProxTargets, stack_params, unstack_param};
+pub use tally::CohortTally;
 
 use super::client::ClientConfig;
 use crate::error::Result;

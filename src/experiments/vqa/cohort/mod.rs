@@ -25,8 +25,8 @@ use self::layout::{StackedAdapter, last_layer, same_frozen, stack_adapters, writ
 use super::task::VqaTask;
 use crate::error::{FedError, Result};
 use crate::federated::cohort::{
-    CohortMember, CohortOptimizer, CohortOutcome, CohortSchedule, CohortTrainer, DropoutStream,
-    ProxTargets,
+    CohortMember, CohortOptimizer, CohortOutcome, CohortSchedule, CohortTally, CohortTrainer,
+    DropoutStream, ProxTargets,
 };
 use crate::federated::{ClientConfig, FederatedTask, Payload, Split};
 use crate::models::florence2::Florence2;
@@ -124,8 +124,7 @@ impl<B: AutodiffBackend> CohortTrainer<B, Florence2<B>> for VqaTask<B> {
             weight: Tensor::from_inner(bart.shared.weight.val()),
             bias: bart.final_logits_bias.clone().map(Tensor::from_inner),
         };
-        let mut sums = vec![(0.0f64, 0usize); sorted.len()];
-        let mut failures: Vec<Option<FedError>> = (0..sorted.len()).map(|_| None).collect();
+        let mut tally = CohortTally::new(sorted.len());
         for t in 0..schedule.steps() {
             let rows = schedule.rows(t);
             let n = rows.len();
@@ -136,7 +135,7 @@ impl<B: AutodiffBackend> CohortTrainer<B, Florence2<B>> for VqaTask<B> {
                 &clients[..n],
                 &rows,
                 &mut streams[..n],
-                &mut failures[..n],
+                &mut tally.failures_mut()[..n],
             )?;
             if inputs.kept_positions.dims()[0] == 0 {
                 // Every member of the step failed: nothing to train on.
@@ -169,7 +168,7 @@ impl<B: AutodiffBackend> CohortTrainer<B, Florence2<B>> for VqaTask<B> {
                 .convert::<f32>()
                 .into_vec()
                 .map_err(|e| FedError::Task(format!("{e:?}")))?;
-            record_losses(&values, &rows, &clients, round, &mut sums, &mut failures);
+            tally.record(&values, &rows, &clients, round);
             let grads = losses.sum().backward();
             let (mut params, mut param_grads) = (Vec::new(), Vec::new());
             for (s, (a, b)) in stacked.iter_mut().zip(tracked) {
@@ -200,51 +199,8 @@ impl<B: AutodiffBackend> CohortTrainer<B, Florence2<B>> for VqaTask<B> {
             }
             optimizer.step(&mut params, param_grads, n);
         }
-        let mut outcomes: Vec<Option<Result<CohortOutcome<InnerModel<B>>>>> =
-            (0..members.len()).map(|_| None).collect();
-        for (j, member) in sorted.iter().enumerate() {
-            let outcome = match failures[j].take() {
-                Some(error) => Err(error),
-                None => Ok(CohortOutcome {
-                    model: write_back(member.model, &stacked, j),
-                    train_loss: if sums[j].1 > 0 {
-                        sums[j].0 / sums[j].1 as f64
-                    } else {
-                        0.0
-                    },
-                }),
-            };
-            outcomes[schedule.order[j]] = Some(outcome);
-        }
-        Ok(outcomes
-            .into_iter()
-            .map(|o| o.unwrap_or_else(|| Err(FedError::Task("a member was not trained".into()))))
-            .collect())
-    }
-}
-
-/// Adds each member's batch loss (its mean times its examples, as the sequential client
-/// counts it) to `sums`; a non-finite loss fails the member.
-fn record_losses(
-    values: &[f32],
-    rows: &[&[usize]],
-    clients: &[usize],
-    round: u64,
-    sums: &mut [(f64, usize)],
-    failures: &mut [Option<FedError>],
-) {
-    for (c, (&loss, batch)) in values.iter().zip(rows).enumerate() {
-        if failures[c].is_some() || batch.is_empty() {
-            continue;
-        }
-        if loss.is_finite() {
-            sums[c].0 += loss as f64 * batch.len() as f64;
-            sums[c].1 += batch.len();
-        } else {
-            failures[c] = Some(FedError::Task(format!(
-                "client {} round {round}: non-finite training loss {loss}",
-                clients[c]
-            )));
-        }
+        Ok(tally.outcomes(&schedule.order, |j| {
+            write_back(sorted[j].model, &stacked, j)
+        }))
     }
 }
