@@ -9,6 +9,7 @@ use burn::prelude::*;
 use rayon::prelude::*;
 
 use super::host_step::{HostShape, dot, hardswish};
+use super::vector_builds::vector_builds;
 use crate::error::{FedError, Result};
 use crate::federated::EvalBatch;
 use crate::lora::Dense;
@@ -128,8 +129,22 @@ pub(super) fn score<IB: Backend>(
     }))
 }
 
-/// One row's logits: `hidden_row` is work space.
-fn row_logits(
+vector_builds! {
+    /// One row's logits: `hidden_row` is work space. Compiled for the CPU's vector extension
+    /// (see [`super::vector_builds`]).
+    fn row_logits(
+        shape: &HostShape,
+        adapter: Option<(&[f32], &[f32])>,
+        head: (&[f32], &[f32]),
+        x: &[f32],
+        base: &[f32],
+        hidden_row: &mut [f32],
+        logits: &mut [f32],
+    ) = row_logits_body;
+}
+
+#[inline(always)]
+fn row_logits_body(
     shape: &HostShape,
     adapter: Option<(&[f32], &[f32])>,
     (wt, bias): (&[f32], &[f32]),
@@ -138,24 +153,22 @@ fn row_logits(
     hidden_row: &mut [f32],
     logits: &mut [f32],
 ) {
-    pulp::Arch::new().dispatch(|| {
-        let (f, h) = (shape.input, shape.hidden);
-        hidden_row.copy_from_slice(base);
-        if let Some((a, bt)) = adapter {
-            for j in 0..shape.rank {
-                let down = dot(x, &a[j * f..(j + 1) * f]) * shape.scaling;
-                for (y, &b) in hidden_row.iter_mut().zip(&bt[j * h..(j + 1) * h]) {
-                    *y += down * b;
-                }
+    let (f, h) = (shape.input, shape.hidden);
+    hidden_row.copy_from_slice(base);
+    if let Some((a, bt)) = adapter {
+        for j in 0..shape.rank {
+            let down = dot(x, &a[j * f..(j + 1) * f]) * shape.scaling;
+            for (y, &b) in hidden_row.iter_mut().zip(&bt[j * h..(j + 1) * h]) {
+                *y += down * b;
             }
         }
-        for v in hidden_row.iter_mut() {
-            *v = hardswish(*v);
-        }
-        for (c, z) in logits.iter_mut().enumerate() {
-            *z = dot(hidden_row, &wt[c * h..(c + 1) * h]) + bias[c];
-        }
-    });
+    }
+    for v in hidden_row.iter_mut() {
+        *v = hardswish(*v);
+    }
+    for (c, z) in logits.iter_mut().enumerate() {
+        *z = dot(hidden_row, &wt[c * h..(c + 1) * h]) + bias[c];
+    }
 }
 
 /// Cross-entropy of one row's logits against `target`.
@@ -175,4 +188,54 @@ fn argmax(logits: &[f32]) -> usize {
         }
     }
     best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_vector_builds_give_the_baseline_s_logits_bit_for_bit() {
+        let shape = HostShape {
+            input: 37,
+            hidden: 53,
+            rank: 4,
+            classes: 10,
+            scaling: 0.5,
+        };
+        let values = |n: usize, seed: u32| -> Vec<f32> {
+            (0..n as u32)
+                .map(|i| ((i.wrapping_mul(2_654_435_761) ^ seed) % 2001) as f32 / 1000.0 - 1.0)
+                .collect()
+        };
+        let (f, h, r, c) = (shape.input, shape.hidden, shape.rank, shape.classes);
+        let (a, bt) = (values(r * f, 1), values(r * h, 2));
+        let (wt, bias) = (values(c * h, 3), values(c, 4));
+        let (x, base) = (values(f, 5), values(h, 6));
+        for adapter in [Some((&a[..], &bt[..])), None] {
+            let mut hidden = vec![0f32; h];
+            let (mut built, mut baseline) = (vec![0f32; c], vec![0f32; c]);
+            row_logits(
+                &shape,
+                adapter,
+                (&wt, &bias),
+                &x,
+                &base,
+                &mut hidden,
+                &mut built,
+            );
+            row_logits_body(
+                &shape,
+                adapter,
+                (&wt, &bias),
+                &x,
+                &base,
+                &mut hidden,
+                &mut baseline,
+            );
+            let bits = |v: &[f32]| v.iter().map(|z| z.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&built), bits(&baseline));
+            assert!(built.iter().all(|z| z.is_finite()) && built.iter().any(|&z| z != 0.0));
+        }
+    }
 }

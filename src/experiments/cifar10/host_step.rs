@@ -14,6 +14,8 @@
 //! adapter's `B` transposed), `wt` `[classes, hidden]` (the head's weight transposed), `bias`
 //! `[classes]`. Gradients come in the same layouts.
 
+use super::vector_builds::vector_builds;
+
 /// Widths of one member's tensors.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct HostShape {
@@ -107,50 +109,20 @@ impl Scratch {
     }
 }
 
-/// Forward and backward of one step: writes the gradients of the batch's mean cross-entropy
-/// into `grads` and returns that mean loss. Labels outside the classes contribute no target
-/// (as a zero one-hot row).
-pub(super) fn step(
-    shape: &HostShape,
-    params: HostParams<'_>,
-    batch: HostBatch<'_>,
-    grads: &mut HostGrads,
-    scratch: &mut Scratch,
-) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F, the only feature `step_avx512` is compiled for.
-        return unsafe { step_avx512(shape, params, batch, grads, scratch) };
-    }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, the only feature `step_avx2` is compiled for.
-        return unsafe { step_avx2(shape, params, batch, grads, scratch) };
-    }
-    step_rows(shape, params, batch, grads, scratch)
+vector_builds! {
+    /// Forward and backward of one step: writes the gradients of the batch's mean
+    /// cross-entropy into `grads` and returns that mean loss. Labels outside the classes
+    /// contribute no target (as a zero one-hot row). Compiled for the CPU's vector extension
+    /// (see [`super::vector_builds`]): every build gives the baseline build's bits (the dot
+    /// products' 16 accumulators fix the summation order).
+    pub(super) fn step(
+        shape: &HostShape,
+        params: HostParams<'_>,
+        batch: HostBatch<'_>,
+        grads: &mut HostGrads,
+        scratch: &mut Scratch,
+    ) -> f32 = step_rows;
 }
-
-/// Defines `$name`, [`step_rows`] compiled for `$features`. No fused multiply-adds: the
-/// results are those of the baseline build, bit for bit (the dot products' 16 accumulators fix
-/// the summation order).
-macro_rules! step_for {
-    ($name:ident, $features:literal) => {
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = $features)]
-        fn $name(
-            shape: &HostShape,
-            params: HostParams<'_>,
-            batch: HostBatch<'_>,
-            grads: &mut HostGrads,
-            scratch: &mut Scratch,
-        ) -> f32 {
-            step_rows(shape, params, batch, grads, scratch)
-        }
-    };
-}
-
-step_for!(step_avx512, "avx512f");
-step_for!(step_avx2, "avx2");
 
 #[inline(always)]
 fn step_rows(

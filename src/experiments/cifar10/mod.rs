@@ -20,6 +20,7 @@ mod host_eval;
 mod host_step;
 pub mod pipeline;
 pub mod task;
+mod vector_builds;
 
 pub use cache::{CacheBackbone, PrefixCache};
 pub use clients::ClientSplit;
