@@ -212,27 +212,30 @@ mod tests {
         let (a, bt) = (values(r * f, 1), values(r * h, 2));
         let (wt, bias) = (values(c * h, 3), values(c, 4));
         let (x, base) = (values(f, 5), values(h, 6));
+        type Logits = fn(
+            &HostShape,
+            Option<(&[f32], &[f32])>,
+            (&[f32], &[f32]),
+            &[f32],
+            &[f32],
+            &mut [f32],
+            &mut [f32],
+        );
         for adapter in [Some((&a[..], &bt[..])), None] {
-            let mut hidden = vec![0f32; h];
-            let (mut built, mut baseline) = (vec![0f32; c], vec![0f32; c]);
-            row_logits(
-                &shape,
-                adapter,
-                (&wt, &bias),
-                &x,
-                &base,
-                &mut hidden,
-                &mut built,
-            );
-            row_logits_body(
-                &shape,
-                adapter,
-                (&wt, &bias),
-                &x,
-                &base,
-                &mut hidden,
-                &mut baseline,
-            );
+            let run = |logits_of: Logits| {
+                let (mut hidden, mut logits) = (vec![0f32; h], vec![0f32; c]);
+                logits_of(
+                    &shape,
+                    adapter,
+                    (&wt, &bias),
+                    &x,
+                    &base,
+                    &mut hidden,
+                    &mut logits,
+                );
+                logits
+            };
+            let (built, baseline) = (run(row_logits), run(row_logits_body));
             let bits = |v: &[f32]| v.iter().map(|z| z.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&built), bits(&baseline));
             assert!(built.iter().all(|z| z.is_finite()) && built.iter().any(|&z| z != 0.0));
