@@ -1,11 +1,12 @@
 //! One CIFAR-10 member's training step from the frozen-prefix cache, forward and backward in
 //! plain Rust on host slices: the same computation as [`super::cohort_step`] (read its header
-//! for the formulas) for one member, one row at a time.
+//! for the formulas) for one member, [`BLOCK`] rows at a time.
 //!
-//! A row's hidden activations (`hidden` floats) stay in L1 from its forward pass to its
-//! backward pass, and the member's tensors and gradients (a few tens of KiB) in L2, so a step is
-//! a few passes over cached memory instead of ~20 element-wise tensor ops over `[C, 32, hidden]`
-//! arrays. The loops are written so the compiler vectorises them (fixed-width accumulators for
+//! A block's hidden activations (`hidden` floats a row) stay in cache from its forward pass to
+//! its backward pass, and the member's tensors and gradients (a few tens of KiB) in L2; each
+//! parameter row is loaded once for the block's rows. A step is a few passes over cached memory
+//! instead of ~20 element-wise tensor ops over `[C, 32, hidden]` arrays. Every gradient element
+//! adds the rows' terms in row order, so blocks give the bits of one row at a time (tested). The loops are written so the compiler vectorises them (fixed-width accumulators for
 //! the dot products). [`step`] runs them compiled for AVX-512 or AVX2 where the CPU has one, and
 //! for the target's baseline elsewhere; without fused multiply-adds, so every build gives the
 //! same bits (tested).
@@ -79,7 +80,10 @@ pub(super) struct HostBatch<'a> {
     pub mask_hidden: Option<&'a [f32]>,
 }
 
-/// Per-row work space, allocated once per member and round.
+/// Rows a step computes together: each load of a parameter row serves this many rows.
+pub(super) const BLOCK: usize = 4;
+
+/// Work space for [`BLOCK`] rows, allocated once per member and round.
 #[derive(Debug, Clone)]
 pub(super) struct Scratch {
     xd: Vec<f32>,
@@ -97,13 +101,13 @@ impl Scratch {
     /// Work space for `shape`.
     pub fn new(shape: &HostShape) -> Self {
         Self {
-            xd: vec![0.0; shape.input],
-            act: vec![0.0; shape.hidden],
-            slope: vec![0.0; shape.hidden],
-            g_up: vec![0.0; shape.hidden],
-            down: vec![0.0; shape.rank],
-            g_down: vec![0.0; shape.rank],
-            logits: vec![0.0; shape.classes],
+            xd: vec![0.0; BLOCK * shape.input],
+            act: vec![0.0; BLOCK * shape.hidden],
+            slope: vec![0.0; BLOCK * shape.hidden],
+            g_up: vec![0.0; BLOCK * shape.hidden],
+            down: vec![0.0; BLOCK * shape.rank],
+            g_down: vec![0.0; BLOCK * shape.rank],
+            logits: vec![0.0; BLOCK * shape.classes],
             ones: vec![1.0; shape.hidden],
         }
     }
@@ -121,11 +125,26 @@ vector_builds! {
         batch: HostBatch<'_>,
         grads: &mut HostGrads,
         scratch: &mut Scratch,
-    ) -> f32 = step_rows;
+    ) -> f32 = step_blocked;
 }
 
+/// [`step_rows`] in blocks of [`BLOCK`] rows.
 #[inline(always)]
-fn step_rows(
+fn step_blocked(
+    shape: &HostShape,
+    params: HostParams<'_>,
+    batch: HostBatch<'_>,
+    grads: &mut HostGrads,
+    scratch: &mut Scratch,
+) -> f32 {
+    step_rows::<BLOCK>(shape, params, batch, grads, scratch)
+}
+
+/// The step, `R` rows at a time (`R` at most [`BLOCK`]): each parameter row is loaded once
+/// for the block's rows. Every gradient element still adds the rows' terms in row order and
+/// every row's values are computed as one row alone, so any `R` gives the same bits.
+#[inline(always)]
+fn step_rows<const R: usize>(
     shape: &HostShape,
     p: HostParams<'_>,
     batch: HostBatch<'_>,
@@ -135,8 +154,9 @@ fn step_rows(
     let HostShape {
         input: f,
         hidden: h,
+        rank: r,
+        classes: k,
         scaling,
-        ..
     } = *shape;
     grads.clear();
     let n = batch.labels.len();
@@ -145,62 +165,96 @@ fn step_rows(
     }
     let weight = 1.0 / n as f32;
     let mut loss = 0f32;
-    for i in 0..n {
+    for start in (0..n).step_by(R) {
+        let rows = start..(start + R).min(n);
+        let m = rows.len();
         // Forward: xd = x ⊙ m1, down = A xd, h = base + s B down.
-        match batch.mask_in {
-            Some(m) => mul_into(&mut s.xd, batch.x[i], &m[i * f..(i + 1) * f]),
-            None => s.xd.copy_from_slice(batch.x[i]),
+        for (b, i) in rows.clone().enumerate() {
+            let xd = &mut s.xd[b * f..(b + 1) * f];
+            match batch.mask_in {
+                Some(mask) => mul_into(xd, batch.x[i], &mask[i * f..(i + 1) * f]),
+                None => xd.copy_from_slice(batch.x[i]),
+            }
         }
-        for (j, d) in s.down.iter_mut().enumerate() {
-            *d = dot(&s.xd, &p.a[j * f..(j + 1) * f]);
+        for j in 0..r {
+            let a_j = &p.a[j * f..(j + 1) * f];
+            for b in 0..m {
+                s.down[b * r + j] = dot(&s.xd[b * f..(b + 1) * f], a_j);
+            }
         }
         // `g_up` holds `up = B down` for now.
-        s.g_up.fill(0.0);
-        for (j, &d) in s.down.iter().enumerate() {
-            axpy(&mut s.g_up, d, &p.bt[j * h..(j + 1) * h]);
+        s.g_up[..m * h].fill(0.0);
+        for j in 0..r {
+            let bt_j = &p.bt[j * h..(j + 1) * h];
+            for b in 0..m {
+                axpy(&mut s.g_up[b * h..(b + 1) * h], s.down[b * r + j], bt_j);
+            }
         }
-        let m2 = match batch.mask_hidden {
-            Some(m) => &m[i * h..(i + 1) * h],
-            None => &s.ones[..],
-        };
-        activate(
-            &mut s.act,
-            &mut s.slope,
-            &s.g_up,
-            batch.base[i],
-            m2,
-            scaling,
-        );
+        for (b, i) in rows.clone().enumerate() {
+            let m2 = match batch.mask_hidden {
+                Some(mask) => &mask[i * h..(i + 1) * h],
+                None => &s.ones[..],
+            };
+            let span = b * h..(b + 1) * h;
+            activate(
+                &mut s.act[span.clone()],
+                &mut s.slope[span.clone()],
+                &s.g_up[span],
+                batch.base[i],
+                m2,
+                scaling,
+            );
+        }
         // Logits, log-softmax, loss and their gradient (`logits` becomes `g_logits`).
-        for (c, z) in s.logits.iter_mut().enumerate() {
-            *z = dot(&s.act, &p.wt[c * h..(c + 1) * h]) + p.bias[c];
+        for c in 0..k {
+            let wt_c = &p.wt[c * h..(c + 1) * h];
+            for b in 0..m {
+                s.logits[b * k + c] = dot(&s.act[b * h..(b + 1) * h], wt_c) + p.bias[c];
+            }
         }
-        let label = batch.labels[i];
-        let max = s.logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let sum: f32 = s.logits.iter().map(|z| (z - max).exp()).sum();
-        let log_sum = sum.ln();
-        for (c, z) in s.logits.iter_mut().enumerate() {
-            let log_p = *z - max - log_sum;
-            let target = if c == label { 1.0 } else { 0.0 };
-            loss -= log_p * target * weight;
-            *z = (log_p.exp() - target) * weight;
+        for (b, i) in rows.clone().enumerate() {
+            let logits = &mut s.logits[b * k..(b + 1) * k];
+            let label = batch.labels[i];
+            let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let sum: f32 = logits.iter().map(|z| (z - max).exp()).sum();
+            let log_sum = sum.ln();
+            for (c, z) in logits.iter_mut().enumerate() {
+                let log_p = *z - max - log_sum;
+                let target = if c == label { 1.0 } else { 0.0 };
+                loss -= log_p * target * weight;
+                *z = (log_p.exp() - target) * weight;
+            }
         }
         // Backward: the head, then through the activation to the adapter.
-        s.g_up.fill(0.0);
-        for (c, &g) in s.logits.iter().enumerate() {
-            grads.bias[c] += g;
-            axpy(&mut grads.wt[c * h..(c + 1) * h], g, &s.act);
-            axpy(&mut s.g_up, g, &p.wt[c * h..(c + 1) * h]);
+        s.g_up[..m * h].fill(0.0);
+        for c in 0..k {
+            let wt_c = &p.wt[c * h..(c + 1) * h];
+            let g_wt_c = &mut grads.wt[c * h..(c + 1) * h];
+            for b in 0..m {
+                let g = s.logits[b * k + c];
+                grads.bias[c] += g;
+                axpy(g_wt_c, g, &s.act[b * h..(b + 1) * h]);
+                axpy(&mut s.g_up[b * h..(b + 1) * h], g, wt_c);
+            }
         }
-        for (g, &slope) in s.g_up.iter_mut().zip(&s.slope) {
+        for (g, &slope) in s.g_up[..m * h].iter_mut().zip(&s.slope) {
             *g *= slope;
         }
-        for (j, gd) in s.g_down.iter_mut().enumerate() {
-            *gd = dot(&s.g_up, &p.bt[j * h..(j + 1) * h]);
+        for j in 0..r {
+            let bt_j = &p.bt[j * h..(j + 1) * h];
+            for b in 0..m {
+                s.g_down[b * r + j] = dot(&s.g_up[b * h..(b + 1) * h], bt_j);
+            }
         }
-        for (j, (&d, &gd)) in s.down.iter().zip(&s.g_down).enumerate() {
-            axpy(&mut grads.bt[j * h..(j + 1) * h], d, &s.g_up);
-            axpy(&mut grads.a[j * f..(j + 1) * f], gd, &s.xd);
+        for j in 0..r {
+            let g_bt_j = &mut grads.bt[j * h..(j + 1) * h];
+            for b in 0..m {
+                axpy(g_bt_j, s.down[b * r + j], &s.g_up[b * h..(b + 1) * h]);
+            }
+            let g_a_j = &mut grads.a[j * f..(j + 1) * f];
+            for b in 0..m {
+                axpy(g_a_j, s.g_down[b * r + j], &s.xd[b * f..(b + 1) * f]);
+            }
         }
     }
     loss
@@ -390,10 +444,12 @@ mod tests {
             // A second step reuses the gradients' storage: they are cleared, not accumulated.
             let again = step(&shape, host_params, batch, &mut grads, &mut scratch);
             assert_eq!(loss, again);
-            // The build for the CPU's vector extension gives the baseline build's bits.
+            // The build for the CPU's vector extension, in blocks of `BLOCK` rows (6 rows: a
+            // full block and a short one), gives the bits of the baseline build one row at a
+            // time.
             let mut baseline = HostGrads::zeros(&shape);
             let mut baseline_scratch = Scratch::new(&shape);
-            let baseline_loss = step_rows(
+            let baseline_loss = step_rows::<1>(
                 &shape,
                 host_params,
                 batch,
@@ -401,7 +457,11 @@ mod tests {
                 &mut baseline_scratch,
             );
             assert_eq!(loss.to_bits(), baseline_loss.to_bits());
-            assert_eq!(grads, baseline);
+            let bits = |g: &HostGrads| {
+                [&g.a, &g.bt, &g.wt, &g.bias]
+                    .map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+            };
+            assert_eq!(bits(&grads), bits(&baseline));
             let what = |name: &str| format!("{name} (dropout {dropout})");
             let want_loss = host(expected.losses.reshape([1, 1, 1]))[0];
             assert!((loss - want_loss).abs() <= 1e-5, "{loss} vs {want_loss}");
