@@ -5,10 +5,10 @@
 
 mod common;
 use common::mutate::{Mutation, Report, Rng, crc32, random_set, truncations};
-use common::rlaif_shards::RLAIF_V_SCHEMA;
+use common::rlaif_shards::{RLAIF_V_SCHEMA, encode_image as encode};
 
 use std::fs::File;
-use std::io::{Cursor, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,7 +19,7 @@ use fedvlm::data::{
 use fedvlm::models::florence2::processor::{
     ImageConfig, load_image, preprocess_images, preprocess_rgb8,
 };
-use image::{DynamicImage, ImageFormat, RgbImage};
+use image::{ImageFormat, RgbImage};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::data_type::{ByteArray, ByteArrayType};
 use parquet::file::properties::WriterProperties;
@@ -129,14 +129,6 @@ fn hostile_cifar10_batches_are_typed_errors() {
 // ---------------------------------------------------------------------------------------------
 // RLAIF-V parquet (a shard in RLAIF-V's schema, as `tests/rlaif_v/main.rs` writes them;
 // the columns the reader needs: `RLAIF_V_SCHEMA`)
-
-fn encode(img: RgbImage, format: ImageFormat) -> Vec<u8> {
-    let mut buf = Vec::new();
-    DynamicImage::ImageRgb8(img)
-        .write_to(&mut Cursor::new(&mut buf), format)
-        .expect("encode");
-    buf
-}
 
 fn pattern(w: u32, h: u32, seed: u8) -> RgbImage {
     RgbImage::from_fn(w, h, |x, y| {

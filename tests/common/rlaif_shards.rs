@@ -32,6 +32,11 @@ fn encoded(seed: u8, format: ImageFormat) -> Vec<u8> {
             seed.wrapping_mul(31).wrapping_add((x * y) as u8),
         ])
     });
+    encode_image(img, format)
+}
+
+/// `img` encoded as `format` (JPEG or PNG bytes).
+pub fn encode_image(img: RgbImage, format: ImageFormat) -> Vec<u8> {
     let mut buf = Vec::new();
     DynamicImage::ImageRgb8(img)
         .write_to(&mut Cursor::new(&mut buf), format)

@@ -9,8 +9,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 use common::offline_hub;
+use common::rlaif_shards::encode_image as encode;
 
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,7 +19,7 @@ use fedvlm::data::{
     DataError, ImageCheck, RlaifV, RlaifVOptions, RlaifVPartitionOptions, RlaifVScheme,
     RlaifVShards, RlaifVSkip, RlaifVSource, partition_rlaif_v, rlaif_v_shards,
 };
-use image::{DynamicImage, ImageFormat, RgbImage};
+use image::{ImageFormat, RgbImage};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
 use parquet::file::properties::WriterProperties;
@@ -85,14 +85,6 @@ fn pattern(w: u32, h: u32, seed: u8) -> RgbImage {
             seed.wrapping_mul(31).wrapping_add((x * y) as u8),
         ])
     })
-}
-
-fn encode(img: RgbImage, format: ImageFormat) -> Vec<u8> {
-    let mut buf = Vec::new();
-    DynamicImage::ImageRgb8(img)
-        .write_to(&mut Cursor::new(&mut buf), format)
-        .expect("encode");
-    buf
 }
 
 fn jpeg(seed: u8) -> Img {
