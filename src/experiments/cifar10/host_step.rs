@@ -125,19 +125,7 @@ vector_builds! {
         batch: HostBatch<'_>,
         grads: &mut HostGrads,
         scratch: &mut Scratch,
-    ) -> f32 = step_blocked;
-}
-
-/// [`step_rows`] in blocks of [`BLOCK`] rows.
-#[inline(always)]
-fn step_blocked(
-    shape: &HostShape,
-    params: HostParams<'_>,
-    batch: HostBatch<'_>,
-    grads: &mut HostGrads,
-    scratch: &mut Scratch,
-) -> f32 {
-    step_rows::<BLOCK>(shape, params, batch, grads, scratch)
+    ) -> f32 = step_rows::<BLOCK>;
 }
 
 /// The step, `R` rows at a time (`R` at most [`BLOCK`]): each parameter row is loaded once

@@ -11,7 +11,7 @@
 /// `body(arg, ...)` compiled for AVX-512F, AVX2 or the baseline, whichever the CPU has first.
 /// `body` must be `#[inline(always)]` (so that it is compiled into each build).
 macro_rules! vector_builds {
-    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? = $body:ident;) => {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? = $body:path;) => {
         $(#[$meta])*
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]

@@ -21,6 +21,7 @@ pub mod config;
 pub mod data;
 pub mod pipeline;
 pub mod rows;
+mod source_names;
 pub mod spill;
 pub mod sweep;
 pub mod texts;

@@ -6,10 +6,10 @@
 //! keep where it is ([`SampleTexts`](super::SampleTexts)) and read it back when scored.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::rows::{VqaDataset, VqaRow};
+use super::source_names::SourceNames;
 use crate::error::{FedError, Result};
 use crate::experiments::vqa::{EncodedBytes, ImageStore};
 
@@ -41,8 +41,7 @@ pub struct SpilledText {
 pub struct SpilledRows {
     dataset: VqaDataset,
     store: Arc<ImageStore>,
-    sources: Vec<String>,
-    source_ids: HashMap<String, u32>,
+    sources: SourceNames,
     rows: Vec<Spilled>,
 }
 
@@ -52,8 +51,7 @@ impl SpilledRows {
         Self {
             dataset,
             store,
-            sources: Vec::new(),
-            source_ids: HashMap::new(),
+            sources: SourceNames::default(),
             rows: Vec::new(),
         }
     }
@@ -66,16 +64,7 @@ impl SpilledRows {
     pub fn push(&mut self, row: VqaRow<'_>) -> Result<()> {
         let image = self.store.append(row.image_bytes())?;
         let text = self.store.append(&encode_text(row))?;
-        let source = match self.source_ids.get(row.source()) {
-            Some(&id) => id,
-            None => {
-                let id = u32::try_from(self.sources.len())
-                    .map_err(|_| FedError::Task("more than 2^32 sources".into()))?;
-                self.sources.push(row.source().to_string());
-                self.source_ids.insert(row.source().to_string(), id);
-                id
-            }
-        };
+        let source = self.sources.id(row.source())?;
         let (image_offset, image_len) = place(&image)?;
         let (text_offset, text_len) = place(&text)?;
         self.rows.push(Spilled {
@@ -107,15 +96,13 @@ impl SpilledRows {
     pub fn source_keys(&self) -> Vec<&str> {
         self.rows
             .iter()
-            .map(|r| self.sources[r.source as usize].as_str())
+            .map(|r| self.sources.name(r.source))
             .collect()
     }
 
     /// Row `index`'s source, `None` past the end.
     pub fn source(&self, index: usize) -> Option<&str> {
-        self.rows
-            .get(index)
-            .map(|r| self.sources[r.source as usize].as_str())
+        self.rows.get(index).map(|r| self.sources.name(r.source))
     }
 
     /// Where row `index`'s encoded image is, `None` past the end.

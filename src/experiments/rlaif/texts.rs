@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::source_names::SourceNames;
 use super::spill::{SpilledText, decode_text};
 use crate::error::{FedError, Result};
 use crate::experiments::vqa::EncodedBytes;
@@ -52,8 +53,7 @@ impl TextAt {
 /// holds).
 #[derive(Debug, Clone, Default)]
 pub struct SampleTexts {
-    sources: Vec<String>,
-    source_ids: HashMap<String, u32>,
+    sources: SourceNames,
     source_of: Vec<u32>,
     texts: HashMap<usize, TextAt>,
 }
@@ -61,16 +61,7 @@ pub struct SampleTexts {
 impl SampleTexts {
     /// Appends a sample from `source`, with its text when it has one.
     pub(super) fn push(&mut self, source: &str, text: Option<TextAt>) -> Result<()> {
-        let id = match self.source_ids.get(source) {
-            Some(&id) => id,
-            None => {
-                let id = u32::try_from(self.sources.len())
-                    .map_err(|_| FedError::Task("more than 2^32 sources".into()))?;
-                self.sources.push(source.to_string());
-                self.source_ids.insert(source.to_string(), id);
-                id
-            }
-        };
+        let id = self.sources.id(source)?;
         if let Some(text) = text {
             self.texts.insert(self.source_of.len(), text);
         }
@@ -90,9 +81,7 @@ impl SampleTexts {
 
     /// Sample `i`'s source, `None` past the end.
     pub fn source(&self, i: usize) -> Option<&str> {
-        self.source_of
-            .get(i)
-            .map(|&id| self.sources[id as usize].as_str())
+        self.source_of.get(i).map(|&id| self.sources.name(id))
     }
 
     /// Sample `i`'s text (read back from the store when stored; empty question and answers
